@@ -1,0 +1,3 @@
+module github.com/kouple/kouple/sdk
+
+go 1.26
