@@ -1,0 +1,216 @@
+// Package manifest reads, checks and writes a module's manifest: the kouple.yaml beside a module's code, which
+// the build embeds into the artifact so that every artifact says what it is.
+package manifest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// FileName is the manifest's name beside a module's code.
+const FileName = "kouple.yaml"
+
+// ABIVersion is the version of the module ABI (docs/abi.md) this base and SDK speak.
+const ABIVersion = 1
+
+// Runtimes a module can ask for.
+const (
+	RuntimeWasm   = "wasm"
+	RuntimeNative = "native"
+)
+
+// Manifest describes one version of a module.
+type Manifest struct {
+	// ABI is the module ABI version the artifact was built for; set by the build, not by authors.
+	ABI int `yaml:"abi,omitempty" json:"abi,omitempty"`
+	// Name identifies the module: lower-case letters, digits and dashes, at most 63 characters.
+	Name string `yaml:"name" json:"name"`
+	// Version is the module's version: letters, digits, '.', '_', '+' and '-', at most 64 characters.
+	Version string `yaml:"version" json:"version"`
+	// ContextPath is the URL path prefix the gateway routes to this module, such as "/hello".
+	ContextPath string `yaml:"contextPath" json:"contextPath"`
+	// Runtime is "wasm" (sandboxed, the default) or "native" (a Go plugin).
+	Runtime string `yaml:"runtime,omitempty" json:"runtime,omitempty"`
+	// Priority orders installs at a base's start: lower first (Koupleless's priority, default 100).
+	Priority int `yaml:"priority,omitempty" json:"priority,omitempty"`
+	// Limits bound what the module may use.
+	Limits Limits `yaml:"limits,omitempty" json:"limits,omitzero"`
+	// Capabilities are the base services the module asks for (granted or not by the base).
+	Capabilities []string `yaml:"capabilities,omitempty" json:"capabilities,omitempty"`
+	// Config is the module's default configuration, seen by the module as its environment.
+	Config map[string]string `yaml:"config,omitempty" json:"config,omitempty"`
+}
+
+// Limits bound a module's resources. Zero means the base's default.
+type Limits struct {
+	// MemoryMB caps each instance's linear memory (wasm), in MiB.
+	MemoryMB int `yaml:"memoryMB,omitempty" json:"memoryMB,omitempty"`
+	// Instances is how many instances serve the module (wasm); connections are spread over them.
+	Instances int `yaml:"instances,omitempty" json:"instances,omitempty"`
+}
+
+// Defaults filled in by Normalize.
+const (
+	DefaultPriority  = 100
+	DefaultMemoryMB  = 256
+	DefaultInstances = 1
+	MaxMemoryMB      = 4096 // wasm32 cannot address more
+	MaxInstances     = 64
+)
+
+var (
+	nameRE        = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+	versionRE     = regexp.MustCompile(`^[0-9A-Za-z][0-9A-Za-z._+-]{0,63}$`)
+	contextPathRE = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
+	configKeyRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	capabilityRE  = regexp.MustCompile(`^[a-z][a-z0-9-]*(:[A-Za-z0-9._:*/-]+)?$`)
+)
+
+// ValidName reports whether s is a valid module name, and why not.
+func ValidName(s string) error {
+	if !nameRE.MatchString(s) {
+		return fmt.Errorf("module name %q is not valid: use 1-63 lower-case letters, digits and dashes, starting and ending with a letter or digit", s)
+	}
+	return nil
+}
+
+// ValidVersion reports whether s is a valid module version, and why not.
+func ValidVersion(s string) error {
+	if !versionRE.MatchString(s) {
+		return fmt.Errorf("module version %q is not valid: use 1-64 letters, digits, '.', '_', '+' or '-', starting with a letter or digit", s)
+	}
+	return nil
+}
+
+// Parse reads a manifest from YAML (or JSON, which is YAML), refusing unknown fields, and checks it.
+func Parse(data []byte) (*Manifest, error) {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("manifest: %w", err)
+	}
+	m.Normalize()
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Load reads dir/kouple.yaml.
+func Load(dir string) (*Manifest, error) {
+	path := filepath.Join(dir, FileName)
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("%s: no module manifest here: a module directory needs a %s with at least name, version and contextPath", dir, FileName)
+		}
+		return nil, err
+	}
+	m, err := Parse(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}
+
+// Normalize fills in defaults.
+func (m *Manifest) Normalize() {
+	if m.Runtime == "" {
+		m.Runtime = RuntimeWasm
+	}
+	if m.Priority == 0 {
+		m.Priority = DefaultPriority
+	}
+	if m.Limits.MemoryMB == 0 {
+		m.Limits.MemoryMB = DefaultMemoryMB
+	}
+	if m.Limits.Instances == 0 {
+		m.Limits.Instances = DefaultInstances
+	}
+}
+
+// Validate checks every field and reports all problems at once.
+func (m *Manifest) Validate() error {
+	var errs []error
+	if m.Name == "" {
+		errs = append(errs, errors.New("name is missing"))
+	} else if err := ValidName(m.Name); err != nil {
+		errs = append(errs, err)
+	}
+	if m.Version == "" {
+		errs = append(errs, errors.New("version is missing"))
+	} else if err := ValidVersion(m.Version); err != nil {
+		errs = append(errs, err)
+	}
+	switch {
+	case m.ContextPath == "":
+		errs = append(errs, errors.New("contextPath is missing: give the URL prefix the module serves under, such as /"+m.Name))
+	case !contextPathRE.MatchString(m.ContextPath) || strings.Contains(m.ContextPath, "/../") || strings.HasSuffix(m.ContextPath, "/..") || strings.Contains(m.ContextPath, "/./"):
+		errs = append(errs, fmt.Errorf("contextPath %q is not valid: use a path such as /%s (starts with /, no trailing /, no . or .. segments)", m.ContextPath, m.Name))
+	}
+	if m.Runtime != RuntimeWasm && m.Runtime != RuntimeNative {
+		errs = append(errs, fmt.Errorf("runtime %q is not known: use %q or %q", m.Runtime, RuntimeWasm, RuntimeNative))
+	}
+	if m.ABI != 0 && m.ABI != ABIVersion {
+		errs = append(errs, fmt.Errorf("built for module ABI v%d, but this base speaks v%d: rebuild the module with a matching Kouple SDK", m.ABI, ABIVersion))
+	}
+	if m.Priority < 0 {
+		errs = append(errs, fmt.Errorf("priority %d is negative", m.Priority))
+	}
+	if m.Limits.MemoryMB < 0 || m.Limits.MemoryMB > MaxMemoryMB {
+		errs = append(errs, fmt.Errorf("limits.memoryMB %d is out of range 1-%d", m.Limits.MemoryMB, MaxMemoryMB))
+	}
+	if m.Limits.Instances < 0 || m.Limits.Instances > MaxInstances {
+		errs = append(errs, fmt.Errorf("limits.instances %d is out of range 1-%d", m.Limits.Instances, MaxInstances))
+	}
+	for k := range m.Config {
+		if !configKeyRE.MatchString(k) {
+			errs = append(errs, fmt.Errorf("config key %q is not valid: use letters, digits and _, not starting with a digit", k))
+		}
+	}
+	for _, c := range m.Capabilities {
+		if !capabilityRE.MatchString(c) {
+			errs = append(errs, fmt.Errorf("capability %q is not valid: use a service name such as kv, sql or http:example.com", c))
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("manifest of module %q is not valid: %w", m.Name, errors.Join(errs...))
+	}
+	return nil
+}
+
+// ID is the module's identity, name:version.
+func (m *Manifest) ID() string { return m.Name + ":" + m.Version }
+
+// JSON encodes the manifest as embedded in artifacts.
+func (m *Manifest) JSON() []byte {
+	b, err := json.Marshal(m)
+	if err != nil {
+		panic(err) // only plain types: cannot fail
+	}
+	return b
+}
+
+// FromJSON decodes an embedded manifest, refusing unknown fields, and checks it.
+func FromJSON(data []byte) (*Manifest, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var m Manifest
+	if err := dec.Decode(&m); err != nil {
+		return nil, fmt.Errorf("embedded manifest: %w", err)
+	}
+	m.Normalize()
+	if err := m.Validate(); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}

@@ -1,0 +1,76 @@
+package wasm
+
+import (
+	"bytes"
+	"log/slog"
+	"strings"
+	"sync"
+)
+
+// lineLogger turns a module's output stream into one log record per line.
+type lineLogger struct {
+	logger *slog.Logger
+	stream string
+	mu     sync.Mutex
+	buf    []byte
+}
+
+const maxLine = 16 << 10
+
+func newLineLogger(l *slog.Logger, stream string) *lineLogger {
+	return &lineLogger{logger: l, stream: stream}
+}
+
+func (w *lineLogger) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, p...)
+	for {
+		i := bytes.IndexByte(w.buf, '\n')
+		if i < 0 {
+			if len(w.buf) > maxLine {
+				w.emit(w.buf)
+				w.buf = w.buf[:0]
+			}
+			return len(p), nil
+		}
+		w.emit(w.buf[:i])
+		w.buf = w.buf[i+1:]
+	}
+}
+
+func (w *lineLogger) emit(line []byte) {
+	if len(line) == 0 {
+		return
+	}
+	w.logger.Info(string(line), "stream", w.stream)
+}
+
+// tailWriter logs lines like lineLogger and keeps the last few for error messages.
+type tailWriter struct {
+	*lineLogger
+	mu   sync.Mutex
+	last []byte
+}
+
+const tailSize = 2 << 10
+
+func newTailWriter(l *slog.Logger, stream string) *tailWriter {
+	return &tailWriter{lineLogger: newLineLogger(l, stream)}
+}
+
+func (t *tailWriter) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	t.last = append(t.last, p...)
+	if len(t.last) > tailSize {
+		t.last = append(t.last[:0], t.last[len(t.last)-tailSize:]...)
+	}
+	t.mu.Unlock()
+	return t.lineLogger.Write(p)
+}
+
+func (t *tailWriter) tail() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(strings.ToValidUTF8(string(t.last), "?"))
+}

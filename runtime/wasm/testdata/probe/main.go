@@ -1,0 +1,69 @@
+// Command probe is a test module that misbehaves on request.
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/kouple/kouple/sdk"
+)
+
+func init() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ok", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /env", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s=%s\n", r.URL.Query().Get("k"), os.Getenv(r.URL.Query().Get("k")))
+	})
+	// hostwait waits ms milliseconds on the host through a call.
+	mux.HandleFunc("GET /hostwait", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		var out string
+		if err := sdk.Call(r.Context(), "test", "sleep", ms, &out); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintln(w, out)
+	})
+	mux.HandleFunc("GET /hostbarrier", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		var out string
+		if err := sdk.Call(r.Context(), "test", "barrier", n, &out); err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		fmt.Fprintln(w, out)
+	})
+	mux.HandleFunc("GET /callerr", func(w http.ResponseWriter, r *http.Request) {
+		err := sdk.Call(r.Context(), "test", "fail", nil, nil)
+		fmt.Fprintln(w, err)
+	})
+	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) { panic("handler panic on purpose") })
+	mux.HandleFunc("GET /crash", func(w http.ResponseWriter, r *http.Request) {
+		go func() { panic("goroutine panic on purpose: the instance dies") }()
+		time.Sleep(time.Second)
+	})
+	mux.HandleFunc("GET /stream", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		for i := range n {
+			fmt.Fprintf(w, "chunk %d\n", i)
+			w.(http.Flusher).Flush()
+			time.Sleep(50 * time.Millisecond)
+		}
+	})
+	mux.HandleFunc("POST /echo", func(w http.ResponseWriter, r *http.Request) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := r.Body.Read(buf)
+			w.Write(buf[:n])
+			if err != nil {
+				return
+			}
+		}
+	})
+	sdk.Handle(mux)
+}
+
+func main() { sdk.Serve() }
