@@ -115,11 +115,11 @@ type listener struct {
 	closed bool
 }
 
-func (l *listener) filetype() uint8                 { return filetypeSocketStream }
-func (l *listener) flags() uint16                   { return fdflagNonblock }
-func (l *listener) read([]byte) (int, uint16)       { return 0, errnoNotsup }
-func (l *listener) write([]byte) (int, uint16)      { return 0, errnoNotsup }
-func (l *listener) writable() (bool, bool)          { return false, false }
+func (l *listener) filetype() uint8                { return filetypeSocketStream }
+func (l *listener) flags() uint16                  { return fdflagNonblock }
+func (l *listener) read([]byte) (int, uint16)      { return 0, errnoNotsup }
+func (l *listener) write([]byte) (int, uint16)     { return 0, errnoNotsup }
+func (l *listener) writable() (bool, bool)         { return false, false }
 func (l *listener) readable() (bool, uint64, bool) { return l.pending() }
 
 func (l *listener) pending() (bool, uint64, bool) {

@@ -13,7 +13,7 @@ import (
 
 // Descriptors every instance starts with (docs/abi.md).
 const (
-	fdListener = 3
+	fdListener  = 3
 	firstFreeFD = 4
 )
 
