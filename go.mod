@@ -4,10 +4,15 @@ go 1.26
 
 require (
 	github.com/kouple/kouple/sdk v0.0.0-00010101000000-000000000000
+	github.com/spf13/cobra v1.10.2
 	github.com/tetratelabs/wazero v1.12.0
 	go.yaml.in/yaml/v3 v3.0.6
 )
 
-require golang.org/x/sys v0.44.0 // indirect
+require (
+	github.com/inconshreveable/mousetrap v1.1.0 // indirect
+	github.com/spf13/pflag v1.0.9 // indirect
+	golang.org/x/sys v0.44.0 // indirect
+)
 
 replace github.com/kouple/kouple/sdk => ./sdk

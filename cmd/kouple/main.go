@@ -1,0 +1,23 @@
+// Command kouple builds, inspects and (with a base) deploys Kouple modules.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	root := &cobra.Command{
+		Use:           "kouple",
+		Short:         "Kouple: many Go modules hot-deployed into one long-running base",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(buildCmd(), inspectCmd())
+	if err := root.Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "kouple:", err)
+		os.Exit(1)
+	}
+}
