@@ -78,7 +78,7 @@ func dropCreated(v any) {
 }
 
 // startNative builds the module in dir as an ordinary program, runs it on a free port and returns its URL.
-func startNative(t *testing.T, dir string) string {
+func startNative(t testing.TB, dir string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), filepath.Base(dir))
 	build := exec.Command("go", "build", "-o", bin, ".")

@@ -94,7 +94,7 @@ func start(t testing.TB, dir string, spec runtime.Spec) (runtime.Module, *httpte
 	if err := m.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(m)
+	srv := newServer(m)
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -269,3 +269,5 @@ func TestEcho(t *testing.T) {
 		t.Fatalf("echo: %d, %d bytes back of %d", resp.StatusCode, len(b), len(payload))
 	}
 }
+
+func newServer(h http.Handler) *httptest.Server { return httptest.NewServer(h) }

@@ -1,0 +1,37 @@
+# Kouple: `make demo` runs a base with the example modules; `make test` runs every test.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+export KOUPLE_TEST_CACHE ?= $(or $(TMPDIR),/tmp)/kouple-test-wazero-cache
+
+# Packages whose tests also run under the race detector. Compiling wasm in a -race binary is ~11x slower, so
+# the race run comes second and finds compiled code in the cache the first run filled.
+RACE_PKGS := ./artifact/... ./manifest/... ./runtime/...
+
+.PHONY: all build test test-unit test-race test-sdk vet demo clean bench
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/kouple ./cmd/kouple
+
+vet:
+	$(GO) vet ./...
+	cd sdk && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
+
+test: vet test-unit test-race test-sdk
+
+test-unit:
+	$(GO) test -count=1 -timeout 30m ./...
+
+test-race:
+	$(GO) test -race -count=1 -timeout 30m $(RACE_PKGS)
+
+test-sdk:
+	cd sdk && $(GO) test -count=1 ./...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./runtime/wasm/
+
+clean:
+	rm -rf $(BIN)

@@ -1,0 +1,187 @@
+package wasm_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kouple/kouple/internal/moduletest"
+	"github.com/kouple/kouple/runtime"
+)
+
+// BenchmarkServe: requests per second and latency of hello's greeting, served from the sandbox through a real
+// HTTP listener, against the same handler built natively as its own process. Run with -benchtime=3s.
+//
+//	go test ./runtime/wasm -run '^$' -bench Serve -benchtime 3s
+func BenchmarkServe(b *testing.B) {
+	_, srv := start(b, "examples/hello", runtime.Spec{})
+	native := startNative(b, "examples/hello")
+	for _, target := range []struct{ name, url string }{{"wasm", srv.URL}, {"native", native}} {
+		for _, c := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/c%d", target.name, c), func(b *testing.B) {
+				load(b, target.url+"/", c)
+			})
+		}
+	}
+}
+
+// load sends b.N requests from c goroutines and reports requests/s and p50/p99 latency.
+func load(b *testing.B, url string, c int) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}}
+	var next atomic.Int64
+	lat := make([][]time.Duration, c)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	began := time.Now()
+	for g := range c {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				resp, err := client.Get(url)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+				lat[g] = append(lat[g], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	b.StopTimer()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+	client.CloseIdleConnections()
+}
+
+// BenchmarkInstallCached: from artifact bytes to the first answered request, with compiled code in the cache.
+//
+//	go test ./runtime/wasm -run '^$' -bench InstallCached
+func BenchmarkInstallCached(b *testing.B) {
+	wasm := moduletest.Build(b, "examples/hello", "")
+	r := newRuntime(b)
+	warm, err := r.Load(context.Background(), runtime.Spec{Artifact: wasm}) // fills the cache
+	if err != nil {
+		b.Fatal(err)
+	}
+	warm.Close(context.Background())
+	b.ResetTimer()
+	for b.Loop() {
+		m, err := r.Load(context.Background(), runtime.Spec{Artifact: wasm})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		rec := &recorder{header: http.Header{}}
+		req, _ := http.NewRequest("GET", "/", nil)
+		m.ServeHTTP(rec, req)
+		if rec.code != 200 {
+			b.Fatalf("first request: %d", rec.code)
+		}
+		m.Close(context.Background())
+	}
+}
+
+// BenchmarkMemory: resident memory of one idle hello module (compiled code and instance), and with 100
+// requests waiting in it. RSS is the process's; it is read after a GC, with the module loaded last.
+//
+//	go test ./runtime/wasm -run '^$' -bench Memory -benchtime 1x
+func BenchmarkMemory(b *testing.B) {
+	for b.Loop() {
+		wasm := moduletest.Build(b, "examples/hello", "")
+		r := newRuntime(b)
+		// Load once and close, so the comparison below does not count one-time process growth.
+		if m, err := r.Load(context.Background(), runtime.Spec{Artifact: wasm}); err == nil {
+			m.Close(context.Background())
+		}
+		before := rss(b)
+		m, err := r.Load(context.Background(), runtime.Spec{Artifact: wasm})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := m.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		srv := newServer(m)
+		defer srv.Close()
+		if code, _ := get(b, srv.URL+"/"); code != 200 {
+			b.Fatal(code)
+		}
+		idle := rss(b) - before
+		var wg sync.WaitGroup
+		client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 100, MaxIdleConnsPerHost: 100}}
+		for range 100 {
+			wg.Go(func() {
+				resp, err := client.Get(srv.URL + "/wait?ms=2000")
+				if err == nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+			})
+		}
+		for m.Stats().InFlight < 100 {
+			time.Sleep(5 * time.Millisecond)
+		}
+		time.Sleep(200 * time.Millisecond)
+		busy := rss(b) - before
+		wg.Wait()
+		m.Close(context.Background())
+		b.ReportMetric(idle/(1<<20), "MB-idle")
+		b.ReportMetric(busy/(1<<20), "MB-100waits")
+		b.ReportMetric(busy/idle, "x-idle")
+	}
+}
+
+func rss(b *testing.B) float64 {
+	debug.FreeOSMemory()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		b.Skip("no /proc/self/status")
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 64)
+			return kb * 1024
+		}
+	}
+	b.Skip("no VmRSS")
+	return 0
+}
+
+type recorder struct {
+	header http.Header
+	code   int
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.code == 0 {
+		r.code = 200
+	}
+	return len(p), nil
+}
+func (r *recorder) WriteHeader(code int) { r.code = code }
