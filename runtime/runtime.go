@@ -5,6 +5,7 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
@@ -51,6 +52,9 @@ type Module interface {
 	Start(ctx context.Context) error
 	// ServeHTTP serves a request whose path is already relative to the module's context path.
 	http.Handler
+	// Call runs a method the module exports, with the caller's deadline. An error is the method's own
+	// answer (a *CallError) or the reason it could not be called.
+	Call(ctx context.Context, method string, payload []byte) ([]byte, error)
 	// Stats reports what the module uses now.
 	Stats() Stats
 	// Close stops the module at once and frees what it holds; requests still in flight fail.
@@ -67,4 +71,13 @@ type Stats struct {
 	Errors      uint64    // requests that failed in the module (5xx from the runtime)
 	LastFailure string    // why the last instance failed, if one did
 	LastFailAt  time.Time // when
+}
+
+// CallError is an error a method answered, as opposed to a failure to reach it.
+type CallError struct {
+	Module, Method, Message string
+}
+
+func (e *CallError) Error() string {
+	return fmt.Sprintf("%s.%s: %s", e.Module, e.Method, e.Message)
 }

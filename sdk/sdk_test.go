@@ -1,8 +1,11 @@
+//go:build !wasip1
+
 package sdk
 
 import (
 	"context"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 )
@@ -45,5 +48,25 @@ func TestIdentityDefaults(t *testing.T) {
 	t.Setenv("KOUPLE_MODULE_VERSION", "2.0.0")
 	if Name() != "standalone" || Version() != "2.0.0" {
 		t.Errorf("Name, Version = %q, %q", Name(), Version())
+	}
+}
+
+func TestExportAndStandaloneCall(t *testing.T) {
+	Export("double", func(ctx context.Context, n int) (int, error) { return 2 * n, nil })
+	Export("boom", func(ctx context.Context, _ struct{}) (int, error) { panic("on purpose") })
+	srv := httptest.NewServer(withCalls(http.NotFoundHandler()))
+	defer srv.Close()
+	t.Setenv("KOUPLE_CALL_URL_OTHER_MOD", srv.URL)
+	var out int
+	if err := Call(context.Background(), "other-mod", "double", 21, &out); err != nil || out != 42 {
+		t.Fatalf("double(21) = %d, %v", out, err)
+	}
+	err := Call(context.Background(), "other-mod", "boom", nil, nil)
+	if ce, ok := err.(*CallError); !ok || !strings.Contains(ce.Message, "method boom panicked: on purpose") {
+		t.Errorf("boom: %v", err)
+	}
+	err = Call(context.Background(), "other-mod", "nope", nil, nil)
+	if err == nil || !strings.Contains(err.Error(), `no method "nope": this module exports [boom double]`) {
+		t.Errorf("nope: %v", err)
 	}
 }

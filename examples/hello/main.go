@@ -1,8 +1,10 @@
-// Command hello is the smallest Kouple module: a greeting that names the module's version, a request that
-// waits on a timer without holding the module, and a stream of server-sent events.
+// Command hello is the smallest Kouple module: a greeting that names the module's version (also exported as
+// the method "greeting" for other modules), a request that waits on a timer without holding the module, and a
+// stream of server-sent events.
 package main
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -17,6 +19,7 @@ func init() {
 	mux.HandleFunc("GET /wait", wait)
 	mux.HandleFunc("GET /events", events)
 	sdk.Handle(mux)
+	sdk.Export("greeting", func(ctx context.Context, _ struct{}) (string, error) { return greeting(), nil })
 }
 
 func main() { sdk.Serve() }

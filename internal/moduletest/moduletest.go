@@ -79,3 +79,36 @@ func Build(t testing.TB, dir, version string) []byte {
 	built[key] = b
 	return b
 }
+
+// Variant copies the Go files of the module in dir (relative to the repository root) into a new module of its
+// own under t's temporary directory, with manifest as its kouple.yaml and the SDK taken from this repository,
+// as a module outside the repository would be.
+func Variant(t testing.TB, dir, manifest string) string {
+	t.Helper()
+	src := filepath.Join(Root(), dir)
+	out := filepath.Join(t.TempDir(), filepath.Base(dir))
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	files, err := filepath.Glob(filepath.Join(src, "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no Go files in %s", src)
+	}
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(out, filepath.Base(f)), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gomod := "module example.com/" + filepath.Base(out) + "\n\ngo 1.26\n\nrequire github.com/kouple/kouple/sdk v0.0.0\n\nreplace github.com/kouple/kouple/sdk => " + filepath.Join(Root(), "sdk") + "\n"
+	if err := os.WriteFile(filepath.Join(out, "go.mod"), []byte(gomod), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(out, "kouple.yaml"), []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}

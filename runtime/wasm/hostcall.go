@@ -2,9 +2,12 @@ package wasm
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/tetratelabs/wazero/api"
+
+	"github.com/kouple/kouple/runtime"
 )
 
 // Status bytes that start a call's answer (docs/abi.md).
@@ -59,7 +62,11 @@ func (in *instance) call(mod api.Module, s []uint64) uint16 {
 		defer cancel()
 		res, err := in.m.host.Call(ctx, in.m.manifest.Name, t, m, p)
 		if err != nil {
-			f.complete(append([]byte{callError}, err.Error()...))
+			msg := err.Error()
+			if ce, ok := errors.AsType[*runtime.CallError](err); ok {
+				msg = ce.Message // the callee's own words; the guest names the target itself
+			}
+			f.complete(append([]byte{callError}, msg...))
 			return
 		}
 		f.complete(append([]byte{callOK}, res...))

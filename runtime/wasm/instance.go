@@ -13,8 +13,9 @@ import (
 
 // Descriptors every instance starts with (docs/abi.md).
 const (
-	fdListener  = 3
-	firstFreeFD = 4
+	fdListener  = 3 // HTTP connections
+	fdCalls     = 4 // method calls from the base and other modules
+	firstFreeFD = 5
 )
 
 // instance is one running copy of a module: a wazero module instance whose _start runs on its own goroutine,
@@ -38,7 +39,8 @@ type instance struct {
 	mu       sync.Mutex
 	table    map[uint32]desc
 	nextFD   uint32
-	listener *listener
+	listener *listener // HTTP
+	callsIn  *listener // method calls
 
 	memBytes atomic.Uint64
 	events   []byte // poll_oneoff's event buffer, reused; guest goroutine only
@@ -58,11 +60,13 @@ func newInstance(m *Module, num int) *instance {
 	}
 	in.ctx, in.cancel = context.WithCancel(m.ctx)
 	in.listener = &listener{inst: in}
+	in.callsIn = &listener{inst: in}
 	in.stderr = newTailWriter(m.logger, "stderr")
 	in.table[0] = stdio{}
 	in.table[1] = stdio{w: newLineLogger(m.logger, "stdout")}
 	in.table[2] = stdio{w: in.stderr}
 	in.table[fdListener] = in.listener
+	in.table[fdCalls] = in.callsIn
 	return in
 }
 
@@ -142,6 +146,7 @@ func (in *instance) run(mod api.Module, start api.Function) {
 func (in *instance) release(mod api.Module) {
 	in.cancel()
 	in.listener.close()
+	in.callsIn.close()
 	in.mu.Lock()
 	table := in.table
 	in.table = map[uint32]desc{}

@@ -252,18 +252,24 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// dial opens a connection into one of the module's instances; the guest accepts it on its listener.
+// dial opens an HTTP connection into one of the module's instances.
 func (m *Module) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+	return m.connect(ctx, func(in *instance) *listener { return in.listener })
+}
+
+// connect opens a connection into one of the module's instances, on the listener which picks; the guest
+// accepts it there. It waits a little for an instance being replaced.
+func (m *Module) connect(ctx context.Context, which func(*instance) *listener) (hostConn, error) {
 	timer := time.NewTimer(dialWait)
 	defer timer.Stop()
 	for {
 		in, live, err := m.pick()
 		if err != nil {
-			return nil, err
+			return hostConn{}, err
 		}
 		if in != nil {
 			c := newConn(in)
-			if in.listener.offer(c) {
+			if which(in).offer(c) {
 				return hostConn{c}, nil
 			}
 			live = in.exited // dying: wait for it to go, then for its replacement
@@ -271,9 +277,9 @@ func (m *Module) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 		select {
 		case <-live:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return hostConn{}, ctx.Err()
 		case <-timer.C:
-			return nil, fmt.Errorf("module %s has no running instance (last failure: %s)", m.manifest.ID(), m.failure())
+			return hostConn{}, fmt.Errorf("module %s has no running instance (last failure: %s)", m.manifest.ID(), m.failure())
 		}
 	}
 }
