@@ -62,4 +62,3 @@ func (m *Module) Call(ctx context.Context, method string, payload []byte) ([]byt
 	}
 	return res[1:], nil
 }
-
