@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/kouple/kouple/artifact"
+	"github.com/kouple/kouple/internal/crashpoint"
 	"github.com/kouple/kouple/manifest"
 	"github.com/kouple/kouple/runtime"
 )
@@ -28,6 +29,8 @@ const DrainTimeout = 30 * time.Second
 type Registry struct {
 	runtimes map[string]runtime.Runtime
 	logger   *slog.Logger
+
+	journal Journal
 
 	mu       sync.RWMutex
 	modules  map[string]*Module
@@ -49,6 +52,17 @@ type route struct {
 	prefix string
 	module *Module
 }
+
+// Journal records acknowledged changes durably. Its methods run while the module's operation lock is held,
+// after the change took effect in memory and before the operation returns; an error undoes the change.
+type Journal interface {
+	Installed(v *Version, env map[string]string, active bool) error
+	Switched(name, version string) error
+	Uninstalled(name, version string) error
+}
+
+// SetJournal sets the journal; call it before any operation.
+func (r *Registry) SetJournal(j Journal) { r.journal = j }
 
 // NewRegistry makes an empty registry with the given runtimes, by manifest runtime name.
 func NewRegistry(runtimes map[string]runtime.Runtime, logger *slog.Logger) *Registry {
@@ -129,6 +143,7 @@ func (r *Registry) Install(ctx context.Context, req InstallRequest) (*Version, e
 	r.rebuildRoutes()
 	log := r.logger.With("module", m.Name, "version", m.Version)
 	began := time.Now()
+	crashpoint.Hit("install.before-load")
 	code, err := rt.Load(ctx, runtime.Spec{
 		Manifest: m,
 		Artifact: req.Artifact,
@@ -147,15 +162,29 @@ func (r *Registry) Install(ctx context.Context, req InstallRequest) (*Version, e
 		log.Error("install failed", "err", err)
 		return v, fmt.Errorf("module %s: %w", m.ID(), err)
 	}
+	crashpoint.Hit("install.started")
 	v.mu.Lock()
 	v.code = code
 	v.mu.Unlock()
 	activate := req.Activate == ActivateNew || req.Activate == ActivateIfNone && mod.active.Load() == nil
+	var previous *Version
 	if activate {
-		r.activate(mod, v, "Installed")
+		previous = r.activate(mod, v, "Installed")
 	} else {
 		v.set(Deactivated, "Installed", "installed; another version is active")
 	}
+	crashpoint.Hit("install.activated")
+	if r.journal != nil {
+		if err := r.journal.Installed(v, req.Env, activate); err != nil {
+			if previous != nil {
+				r.activate(mod, previous, "Reverted")
+			}
+			r.stop(ctx, mod, v, "NotRecorded", err.Error())
+			r.dropIfEmpty(mod)
+			return nil, fmt.Errorf("module %s: installed but could not be recorded, so it was removed again: %w", m.ID(), err)
+		}
+	}
+	crashpoint.Hit("install.journaled")
 	log.Info("installed", "state", v.State(), "took", time.Since(began).Round(time.Millisecond))
 	return v, nil
 }
@@ -256,13 +285,14 @@ func (r *Registry) rebuildRoutes() {
 }
 
 // activate makes v the active version of mod, atomically: requests that start after it go to v; those in flight
-// on the old version finish there.
-func (r *Registry) activate(mod *Module, v *Version, reason string) {
+// on the old version finish there. It returns the version that was active.
+func (r *Registry) activate(mod *Module, v *Version, reason string) *Version {
 	old := mod.active.Swap(v)
 	v.set(Activated, reason, "active version")
 	if old != nil && old != v {
 		old.set(Deactivated, reason, fmt.Sprintf("version %s is active now", v.Manifest.Version))
 	}
+	return old
 }
 
 // Switch makes version the active one of module name. Switching to the active version succeeds.
@@ -280,7 +310,20 @@ func (r *Registry) Switch(ctx context.Context, name, version string) (*Version, 
 	case Activated:
 		return v, nil
 	case Deactivated:
-		r.activate(mod, v, "Switched")
+		previous := r.activate(mod, v, "Switched")
+		crashpoint.Hit("switch.swapped")
+		if r.journal != nil {
+			if err := r.journal.Switched(name, version); err != nil {
+				if previous != nil {
+					r.activate(mod, previous, "Reverted")
+				} else {
+					mod.active.Store(nil)
+					v.set(Deactivated, "Reverted", err.Error())
+				}
+				return nil, fmt.Errorf("module %s: the switch could not be recorded, so it was undone: %w", v.ID(), err)
+			}
+		}
+		crashpoint.Hit("switch.journaled")
 		r.logger.Info("switched", "module", name, "version", version)
 		return v, nil
 	default:
@@ -312,6 +355,12 @@ func (r *Registry) Uninstall(ctx context.Context, name, version string) error {
 		return fmt.Errorf("module %s:%s: %w: installed versions are %v", name, version, ErrNotFound, mod.versionNames())
 	}
 	for _, v := range targets {
+		if r.journal != nil {
+			if err := r.journal.Uninstalled(name, v.Manifest.Version); err != nil {
+				return fmt.Errorf("module %s: the uninstall could not be recorded, so the version still runs: %w", v.ID(), err)
+			}
+		}
+		crashpoint.Hit("uninstall.journaled")
 		r.stop(ctx, mod, v, "Uninstalled", "uninstalled")
 	}
 	r.dropIfEmpty(mod)

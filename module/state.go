@@ -23,10 +23,10 @@ const (
 
 // Record is one state transition (Koupleless's BizStateRecord).
 type Record struct {
-	Time    time.Time `json:"changeTime"`
-	State   State     `json:"state"`
-	Reason  string    `json:"reason"`
-	Message string    `json:"message"`
+	Time    time.Time
+	State   State
+	Reason  string
+	Message string
 }
 
 // Errors an operation can fail with; each is wrapped with the module and the details.

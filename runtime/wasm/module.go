@@ -3,7 +3,6 @@ package wasm
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -34,6 +33,7 @@ const (
 type Module struct {
 	manifest *manifest.Manifest
 	wrt      wazero.Runtime
+	cache    wazero.CompilationCache // this artifact's; closed with the module
 	compiled wazero.CompiledModule
 	env      map[string]string
 	host     runtime.Host
@@ -376,5 +376,8 @@ func (m *Module) Close(ctx context.Context) error {
 	if cerr := m.wrt.Close(context.Background()); cerr != nil && err == nil {
 		err = cerr
 	}
-	return errors.Join(err)
+	if m.cache != nil {
+		m.cache.Close(context.Background())
+	}
+	return err
 }

@@ -9,6 +9,8 @@ package wasm
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"os"
@@ -25,8 +27,8 @@ const abiVersion = manifest.ABIVersion
 
 // Config configures the wasm runtime.
 type Config struct {
-	// CacheDir holds compiled code across restarts; empty means no disk cache (compiled code is still shared
-	// in memory while the Runtime lives).
+	// CacheDir holds compiled code across restarts, in a directory per artifact named by its sha256 (so the
+	// code of an uninstalled artifact can be removed with it: see RemoveCache). Empty means no disk cache.
 	CacheDir string
 	// Logger is the base's logger.
 	Logger *slog.Logger
@@ -34,35 +36,62 @@ type Config struct {
 
 // Runtime loads wasm modules. It is safe for concurrent use.
 type Runtime struct {
-	cache  wazero.CompilationCache
-	logger *slog.Logger
+	cacheDir string
+	logger   *slog.Logger
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
 
 // New makes a wasm runtime. Close it to release the compilation cache.
 func New(cfg Config) (*Runtime, error) {
-	r := &Runtime{logger: cfg.Logger}
+	r := &Runtime{cacheDir: cfg.CacheDir, logger: cfg.Logger}
 	if r.logger == nil {
 		r.logger = slog.Default()
 	}
-	if cfg.CacheDir != "" {
-		if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
-			return nil, fmt.Errorf("wasm compile cache %s: %w", cfg.CacheDir, err)
+	if r.cacheDir != "" {
+		if err := os.MkdirAll(r.cacheDir, 0o755); err != nil {
+			return nil, fmt.Errorf("wasm compile cache %s: %w", r.cacheDir, err)
 		}
-		c, err := wazero.NewCompilationCacheWithDir(filepath.Clean(cfg.CacheDir))
-		if err != nil {
-			return nil, fmt.Errorf("wasm compile cache %s: %w", cfg.CacheDir, err)
-		}
-		r.cache = c
-	} else {
-		r.cache = wazero.NewCompilationCache()
 	}
 	return r, nil
 }
 
-// Close releases the in-memory compilation cache. Modules loaded from the runtime must be closed first.
-func (r *Runtime) Close(ctx context.Context) error { return r.cache.Close(ctx) }
+// Close releases the runtime. Modules loaded from it must be closed first.
+func (r *Runtime) Close(ctx context.Context) error { return nil }
+
+// cache opens the compilation cache of one artifact.
+func (r *Runtime) cache(digest string) (wazero.CompilationCache, error) {
+	if r.cacheDir == "" {
+		return wazero.NewCompilationCache(), nil
+	}
+	dir := filepath.Join(r.cacheDir, digest)
+	c, err := wazero.NewCompilationCacheWithDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("wasm compile cache %s: %w", dir, err)
+	}
+	return c, nil
+}
+
+// RemoveCache removes the compiled code of the artifacts whose digests keep does not list.
+func (r *Runtime) RemoveCache(keep func(digest string) bool) ([]string, error) {
+	if r.cacheDir == "" {
+		return nil, nil
+	}
+	entries, err := os.ReadDir(r.cacheDir)
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	for _, e := range entries {
+		if e.IsDir() && len(e.Name()) == 64 && !keep(e.Name()) {
+			if err := os.RemoveAll(filepath.Join(r.cacheDir, e.Name())); err != nil {
+				return removed, err
+			}
+			removed = append(removed, e.Name())
+		}
+	}
+	return removed, nil
+}
 
 // Load checks a wasm artifact, compiles it (or takes it from the cache) and prepares the module to start.
 func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, error) {
@@ -87,13 +116,19 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 
 func (r *Runtime) newModule(ctx context.Context, m *manifest.Manifest, spec runtime.Spec) (*Module, error) {
 	pages := uint32(m.Limits.MemoryMB) * 16 // 64 KiB pages
+	sum := sha256.Sum256(spec.Artifact)
+	cache, err := r.cache(hex.EncodeToString(sum[:]))
+	if err != nil {
+		return nil, err
+	}
 	cfg := wazero.NewRuntimeConfigCompiler().
-		WithCompilationCache(r.cache).
+		WithCompilationCache(cache).
 		WithMemoryLimitPages(pages).
 		WithCloseOnContextDone(false)
 	wrt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	fail := func(err error) (*Module, error) {
 		_ = wrt.Close(ctx)
+		_ = cache.Close(ctx)
 		return nil, err
 	}
 	if err := instantiateWASI(ctx, wrt); err != nil {
@@ -125,7 +160,9 @@ func (r *Runtime) newModule(ctx context.Context, m *manifest.Manifest, spec runt
 		env[k] = v
 	}
 	env["KOUPLE_MODULE_NAME"], env["KOUPLE_MODULE_VERSION"] = m.Name, m.Version
-	return newModule(m, wrt, compiled, env, host, logger), nil
+	mod := newModule(m, wrt, compiled, env, host, logger)
+	mod.cache = cache
+	return mod, nil
 }
 
 type noHost struct{}

@@ -1,0 +1,5 @@
+package base
+
+import "syscall"
+
+var errAddrInUse = syscall.EADDRINUSE

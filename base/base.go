@@ -1,0 +1,239 @@
+// Package base is a Kouple base: one process hosting modules behind one HTTP gateway, driven through an
+// Arklet-compatible agent, remembering its modules across restarts. `kouple base` runs one; any Go program can
+// embed one with New and Start.
+package base
+
+import (
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/kouple/kouple/agent"
+	"github.com/kouple/kouple/module"
+	"github.com/kouple/kouple/runtime"
+	"github.com/kouple/kouple/runtime/wasm"
+	"github.com/kouple/kouple/store"
+)
+
+// Config configures a base. Zero values take the defaults.
+type Config struct {
+	HTTPAddr   string // gateway; default 127.0.0.1:8080
+	AgentAddr  string // agent; default 127.0.0.1:1238
+	DataDir    string // default $HOME/.kouple/base
+	ModulesDir string // artifacts to install at start (Koupleless's static merge)
+	Modules    []string
+	Name       string // base name; default kouple-base
+	Version    string // base version; default 1.0.0
+	Cluster    string // cluster name; default default
+	Env        string // environment; default dev
+	// DrainTimeout bounds how long shutdown waits for requests in flight.
+	DrainTimeout time.Duration
+	// ArtifactGrace is how long an unused artifact is kept before garbage collection.
+	ArtifactGrace time.Duration
+	Logger        *slog.Logger
+}
+
+// DefaultDataDir is the data dir used when none is given: $HOME/.kouple/base.
+func DefaultDataDir() string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		home = os.TempDir()
+	}
+	return filepath.Join(home, ".kouple", "base")
+}
+
+func (c *Config) fill() {
+	c.HTTPAddr = cmp.Or(c.HTTPAddr, "127.0.0.1:8080")
+	c.AgentAddr = cmp.Or(c.AgentAddr, "127.0.0.1:1238")
+	c.DataDir = cmp.Or(c.DataDir, DefaultDataDir())
+	c.Name = cmp.Or(c.Name, "kouple-base")
+	c.Version = cmp.Or(c.Version, "1.0.0")
+	c.Cluster = cmp.Or(c.Cluster, "default")
+	c.Env = cmp.Or(c.Env, "dev")
+	c.DrainTimeout = cmp.Or(c.DrainTimeout, 30*time.Second)
+	c.ArtifactGrace = cmp.Or(c.ArtifactGrace, time.Hour)
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Base is a running base.
+type Base struct {
+	cfg      Config
+	logger   *slog.Logger
+	store    *store.Store
+	wasm     *wasm.Runtime
+	registry *module.Registry
+	agent    *agent.Agent
+	id       string
+	started  time.Time
+
+	gatewaySrv, agentSrv *http.Server
+	gatewayLn, agentLn   net.Listener
+	serveErr             chan error
+	stop                 chan struct{} // closed at shutdown: ends the garbage collector
+	wg                   sync.WaitGroup
+	closeOnce            sync.Once
+}
+
+// New opens the data dir and prepares the runtimes. It fails at once if another base holds the data dir.
+func New(cfg Config) (*Base, error) {
+	cfg.fill()
+	st, err := store.Open(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	id, err := st.BaseID(func() string {
+		b := make([]byte, 8)
+		rand.Read(b)
+		return hex.EncodeToString(b)
+	})
+	if err != nil {
+		st.Close()
+		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
+	}
+	w, err := wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "cache", "wasm"), Logger: cfg.Logger})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	b := &Base{
+		cfg:      cfg,
+		logger:   cfg.Logger,
+		store:    st,
+		wasm:     w,
+		id:       id,
+		serveErr: make(chan error, 2),
+		stop:     make(chan struct{}),
+	}
+	b.registry = module.NewRegistry(map[string]runtime.Runtime{"wasm": w}, cfg.Logger)
+	b.registry.SetJournal(journal{st})
+	b.agent = agent.New(b, cfg.Logger)
+	return b, nil
+}
+
+// Identity is the base's persisted identity.
+func (b *Base) Identity() string { return b.id }
+
+// Registry is the base's module registry.
+func (b *Base) Registry() *module.Registry { return b.registry }
+
+// Config is the base's configuration, with defaults filled in.
+func (b *Base) Config() Config { return b.cfg }
+
+// Start listens on the gateway and agent addresses, brings back the modules the store remembers, installs
+// the static modules, and serves. A port in use is an error that names it.
+func (b *Base) Start(ctx context.Context) error {
+	b.started = time.Now()
+	var err error
+	if b.gatewayLn, err = listen("gateway", b.cfg.HTTPAddr, "--http"); err != nil {
+		return err
+	}
+	if b.agentLn, err = listen("agent", b.cfg.AgentAddr, "--agent"); err != nil {
+		b.gatewayLn.Close()
+		return err
+	}
+	b.restore(ctx)
+	b.installStatic(ctx)
+	b.gatewaySrv = &http.Server{Handler: b, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(b.logger.Handler(), slog.LevelWarn)}
+	b.agentSrv = &http.Server{Handler: b.agent, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(b.logger.Handler(), slog.LevelWarn)}
+	for _, s := range []struct {
+		srv *http.Server
+		ln  net.Listener
+	}{{b.gatewaySrv, b.gatewayLn}, {b.agentSrv, b.agentLn}} {
+		b.wg.Go(func() {
+			if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				b.serveErr <- err
+			}
+		})
+	}
+	b.wg.Go(b.collectGarbage)
+	b.logger.Info("base started", "id", b.id, "gateway", "http://"+b.gatewayLn.Addr().String(), "agent", "http://"+b.agentLn.Addr().String(), "dataDir", b.cfg.DataDir)
+	return nil
+}
+
+func listen(what, addr, flag string) (net.Listener, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		if errors.Is(err, errAddrInUse) {
+			return nil, fmt.Errorf("%s address %s is in use: another base or program listens there; stop it or choose another with %s", what, addr, flag)
+		}
+		return nil, fmt.Errorf("%s: listen on %s: %w", what, addr, err)
+	}
+	return ln, nil
+}
+
+// GatewayURL is the gateway's base URL.
+func (b *Base) GatewayURL() string { return "http://" + b.gatewayLn.Addr().String() }
+
+// AgentURL is the agent's base URL.
+func (b *Base) AgentURL() string { return "http://" + b.agentLn.Addr().String() }
+
+// Err reports a listener that failed after Start.
+func (b *Base) Err() <-chan error { return b.serveErr }
+
+// Shutdown stops accepting, lets requests in flight finish (up to the drain timeout or ctx), stops every module
+// and releases the data dir.
+func (b *Base) Shutdown(ctx context.Context) error {
+	var errs []error
+	b.closeOnce.Do(func() {
+		dctx, cancel := context.WithTimeout(ctx, b.cfg.DrainTimeout)
+		defer cancel()
+		b.logger.Info("base stopping: draining requests")
+		close(b.stop)
+		for _, s := range []*http.Server{b.gatewaySrv, b.agentSrv} {
+			if s != nil {
+				if err := s.Shutdown(dctx); err != nil {
+					errs = append(errs, fmt.Errorf("drain: %w", err))
+					s.Close()
+				}
+			}
+		}
+		b.wg.Wait()
+		b.agent.Close()
+		b.registry.Close(ctx)
+		errs = append(errs, b.wasm.Close(context.Background()), b.store.Close())
+		b.logger.Info("base stopped")
+	})
+	return errors.Join(errs...)
+}
+
+// collectGarbage removes, every quarter of the grace period, the artifacts and compiled code that no version
+// has used for the grace period.
+func (b *Base) collectGarbage() {
+	t := time.NewTicker(b.cfg.ArtifactGrace / 4)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-t.C:
+		}
+		var keep []string
+		for _, mod := range b.registry.Modules() {
+			for _, v := range mod.Versions() {
+				keep = append(keep, v.Digest)
+			}
+		}
+		removed, err := b.store.GC(b.cfg.ArtifactGrace, keep...)
+		if err != nil {
+			b.logger.Warn("garbage collection", "err", err)
+			continue
+		}
+		if len(removed) > 0 {
+			b.wasm.RemoveCache(func(d string) bool { return !slices.Contains(removed, d) })
+			b.logger.Info("garbage collected", "artifacts", len(removed))
+		}
+	}
+}

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/kouple/kouple/base"
+)
+
+// fileConfig is `kouple base --config FILE`: the same settings as the flags, and the modules to install.
+type fileConfig struct {
+	HTTP    string   `yaml:"http"`
+	Agent   string   `yaml:"agent"`
+	DataDir string   `yaml:"dataDir"`
+	Modules []string `yaml:"modules"` // artifact URLs, installed at start
+	Name    string   `yaml:"name"`
+	Version string   `yaml:"version"`
+	Cluster string   `yaml:"cluster"`
+	Env     string   `yaml:"env"`
+}
+
+func baseCmd() *cobra.Command {
+	var cfg base.Config
+	var configFile, logLevel string
+	cmd := &cobra.Command{
+		Use:   "base",
+		Short: "Run a base: one process hosting modules behind one gateway",
+		Long: `Run a base. Modules are installed through the agent (Arklet-compatible, on --agent) and served through
+the gateway (--http), routed by context path. The base remembers its modules in --data-dir and brings them back
+at restart; --modules DIR and the config file's modules are installed at start (Koupleless's static merge).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if configFile != "" {
+				if err := applyConfigFile(cmd, configFile, &cfg); err != nil {
+					return err
+				}
+			}
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			return runBase(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.HTTPAddr, "http", "127.0.0.1:8080", "gateway address")
+	f.StringVar(&cfg.AgentAddr, "agent", "127.0.0.1:1238", "agent (command API) address")
+	f.StringVar(&cfg.DataDir, "data-dir", base.DefaultDataDir(), "where the base keeps its modules across restarts")
+	f.StringVar(&cfg.ModulesDir, "modules", "", "directory of artifacts to install at start")
+	f.StringVar(&cfg.Name, "name", "kouple-base", "base name")
+	f.StringVar(&cfg.Version, "version", "1.0.0", "base version")
+	f.StringVar(&cfg.Cluster, "cluster", "default", "cluster name")
+	f.StringVar(&cfg.Env, "env", "dev", "environment")
+	f.StringVar(&configFile, "config", "", "YAML file with these settings and `modules:` artifact URLs to install at start")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func applyConfigFile(cmd *cobra.Command, path string, cfg *base.Config) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var fc fileConfig
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&fc); err != nil {
+		return fmt.Errorf("config %s: %w", path, err)
+	}
+	set := func(flag string, dst *string, v string) {
+		if v != "" && !cmd.Flags().Changed(flag) {
+			*dst = v
+		}
+	}
+	set("http", &cfg.HTTPAddr, fc.HTTP)
+	set("agent", &cfg.AgentAddr, fc.Agent)
+	set("data-dir", &cfg.DataDir, fc.DataDir)
+	set("name", &cfg.Name, fc.Name)
+	set("version", &cfg.Version, fc.Version)
+	set("cluster", &cfg.Cluster, fc.Cluster)
+	set("env", &cfg.Env, fc.Env)
+	cfg.Modules = append(cfg.Modules, fc.Modules...)
+	return nil
+}
+
+func runBase(ctx context.Context, cfg base.Config) error {
+	b, err := base.New(cfg)
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := b.Start(ctx); err != nil {
+		b.Shutdown(context.Background())
+		return err
+	}
+	fmt.Fprintf(os.Stdout, "kouple base %s: gateway %s, agent %s\n", b.Identity(), b.GatewayURL(), b.AgentURL())
+	for _, mod := range b.Modules() {
+		if v := mod.Active(); v != nil {
+			fmt.Fprintf(os.Stdout, "  %s %s\n", v.ID(), b.GatewayURL()+v.Manifest.ContextPath+"/")
+		}
+	}
+	select {
+	case <-ctx.Done():
+	case err := <-b.Err():
+		b.Shutdown(context.Background())
+		return err
+	}
+	stop()
+	return b.Shutdown(context.Background())
+}
