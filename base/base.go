@@ -28,9 +28,12 @@ import (
 
 // Config configures a base. Zero values take the defaults.
 type Config struct {
-	HTTPAddr   string // gateway; default 127.0.0.1:8080
-	AgentAddr  string // agent; default 127.0.0.1:1238
-	DataDir    string // default $HOME/.kouple/base
+	HTTPAddr  string // gateway; default 127.0.0.1:8080
+	AgentAddr string // agent; default 127.0.0.1:1238
+	DataDir   string // default $HOME/.kouple/base
+	// CacheDir holds compiled wasm code; default <DataDir>/cache/wasm. A cache dir shared by several bases
+	// is never garbage collected.
+	CacheDir   string
 	ModulesDir string // artifacts to install at start (Koupleless's static merge)
 	Modules    []string
 	Name       string // base name; default kouple-base
@@ -83,6 +86,7 @@ type Base struct {
 	gatewayLn, agentLn   net.Listener
 	serveErr             chan error
 	stop                 chan struct{} // closed at shutdown: ends the garbage collector
+	ownCache             bool          // the compile cache is this base's alone, so it may collect it
 	wg                   sync.WaitGroup
 	closeOnce            sync.Once
 }
@@ -103,7 +107,11 @@ func New(cfg Config) (*Base, error) {
 		st.Close()
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
-	w, err := wasm.New(wasm.Config{CacheDir: filepath.Join(cfg.DataDir, "cache", "wasm"), Logger: cfg.Logger})
+	ownCache := cfg.CacheDir == ""
+	if ownCache {
+		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache", "wasm")
+	}
+	w, err := wasm.New(wasm.Config{CacheDir: cfg.CacheDir, Logger: cfg.Logger})
 	if err != nil {
 		st.Close()
 		return nil, err
@@ -116,6 +124,7 @@ func New(cfg Config) (*Base, error) {
 		id:       id,
 		serveErr: make(chan error, 2),
 		stop:     make(chan struct{}),
+		ownCache: ownCache,
 	}
 	b.registry = module.NewRegistry(map[string]runtime.Runtime{"wasm": w}, cfg.Logger)
 	b.registry.SetJournal(journal{st})
@@ -231,7 +240,7 @@ func (b *Base) collectGarbage() {
 			b.logger.Warn("garbage collection", "err", err)
 			continue
 		}
-		if len(removed) > 0 {
+		if len(removed) > 0 && b.ownCache {
 			b.wasm.RemoveCache(func(d string) bool { return !slices.Contains(removed, d) })
 			b.logger.Info("garbage collected", "artifacts", len(removed))
 		}

@@ -92,9 +92,11 @@ func (b *Base) GC(ctx context.Context) ([]string, error) {
 	if err != nil {
 		return nil, err
 	}
-	compiled, err := b.wasm.RemoveCache(func(d string) bool { return slices.Contains(keep, d) })
-	if err != nil {
-		return removed, err
+	var compiled []string
+	if b.ownCache {
+		if compiled, err = b.wasm.RemoveCache(func(d string) bool { return slices.Contains(keep, d) }); err != nil {
+			return removed, err
+		}
 	}
 	b.logger.Info("garbage collected", "artifacts", len(removed), "compiledCode", len(compiled))
 	return removed, nil

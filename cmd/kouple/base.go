@@ -56,6 +56,7 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.StringVar(&cfg.AgentAddr, "agent", "127.0.0.1:1238", "agent (command API) address")
 	f.StringVar(&cfg.DataDir, "data-dir", base.DefaultDataDir(), "where the base keeps its modules across restarts")
 	f.StringVar(&cfg.ModulesDir, "modules", "", "directory of artifacts to install at start")
+	f.StringVar(&cfg.CacheDir, "cache-dir", "", "compiled wasm code, shareable by several bases (default <data-dir>/cache/wasm)")
 	f.StringVar(&cfg.Name, "name", "kouple-base", "base name")
 	f.StringVar(&cfg.Version, "version", "1.0.0", "base version")
 	f.StringVar(&cfg.Cluster, "cluster", "default", "cluster name")
