@@ -95,7 +95,7 @@ func startBase(t testing.TB, dataDir string, env ...string) *baseProc {
 	t.Helper()
 	p := &baseProc{t: t, dataDir: dataDir, httpAddr: freeAddr(t), agtAddr: freeAddr(t), output: &syncBuffer{}, exited: make(chan struct{})}
 	p.gateway, p.agent = "http://"+p.httpAddr, "http://"+p.agtAddr
-	p.cmd = exec.Command(kouple(t), "base", "--http", p.httpAddr, "--agent", p.agtAddr, "--data-dir", dataDir, "--cache-dir", moduletest.CacheDir())
+	p.cmd = exec.Command(kouple(t), "base", "--http", p.httpAddr, "--agent", p.agtAddr, "--data-dir", dataDir, "--cache-dir", cacheDir())
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
 	if err := p.cmd.Start(); err != nil {
@@ -212,3 +212,5 @@ func execKouple(t testing.TB, args ...string) *exec.Cmd {
 	cmd.WaitDelay = 30 * time.Second
 	return cmd
 }
+
+func cacheDir() string { return moduletest.CacheDir() }
