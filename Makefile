@@ -8,7 +8,10 @@ export KOUPLE_TEST_CACHE ?= $(or $(TMPDIR),/tmp)/kouple-test-wazero-cache
 # the race run comes second and finds compiled code in the cache the first run filled.
 RACE_PKGS := ./artifact/... ./manifest/... ./runtime/...
 
-.PHONY: all build test test-unit test-race test-sdk vet demo clean bench
+DEMO_DIR := $(CURDIR)/.cache/demo
+EXAMPLES := hello notes greeter
+
+.PHONY: all build test test-unit test-race test-sdk vet demo demo-modules clean bench
 
 all: build
 
@@ -30,8 +33,17 @@ test-race:
 test-sdk:
 	cd sdk && $(GO) test -count=1 ./...
 
+# demo: a base on the default ports (gateway 127.0.0.1:8080, agent 127.0.0.1:1238) with the example modules,
+# in the foreground; Ctrl-C stops it. Its data stays in .cache/demo between runs.
+demo: build demo-modules
+	$(BIN)/kouple base --modules $(DEMO_DIR)/modules --data-dir $(DEMO_DIR)/data
+
+demo-modules: build
+	@mkdir -p $(DEMO_DIR)/modules
+	@for m in $(EXAMPLES); do $(BIN)/kouple build examples/$$m -o $(DEMO_DIR)/modules/$$m.wasm || exit 1; done
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./runtime/wasm/
 
 clean:
-	rm -rf $(BIN)
+	rm -rf $(BIN) $(DEMO_DIR)

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/kouple/kouple/agent"
@@ -174,6 +175,7 @@ func (b *Base) installStatic(ctx context.Context) {
 		url      string
 		priority int
 		id       string
+		digest   string
 	}
 	var items []item
 	add := func(url string, data []byte) {
@@ -182,7 +184,7 @@ func (b *Base) installStatic(ctx context.Context) {
 			b.logger.Warn("not a module; skipped", "artifact", url, "err", err)
 			return
 		}
-		items = append(items, item{url, info.Manifest.Priority, info.Manifest.ID()})
+		items = append(items, item{url, info.Manifest.Priority, info.Manifest.ID(), store.Digest(data)})
 	}
 	if dir := b.cfg.ModulesDir; dir != "" {
 		entries, err := os.ReadDir(dir)
@@ -217,14 +219,41 @@ func (b *Base) installStatic(ctx context.Context) {
 		}
 		add(url, data)
 	}
+	// Lower priorities first; one priority group installs in parallel (Koupleless's batch install).
 	slices.SortStableFunc(items, func(a, b item) int { return cmp.Compare(a.priority, b.priority) })
-	for _, it := range items {
-		name, version, _ := strings.Cut(it.id, ":")
-		if mod := b.registry.Module(name); mod != nil && slices.ContainsFunc(mod.Versions(), func(v *module.Version) bool { return v.Manifest.Version == version }) {
-			continue // already installed, from the store
+	for len(items) > 0 {
+		n := 1
+		for n < len(items) && items[n].priority == items[0].priority {
+			n++
 		}
-		if _, err := b.Install(ctx, agent.InstallRequest{BizURL: it.url}); err != nil {
-			b.logger.Error("static module failed", "artifact", it.url, "err", err)
+		group := items[:n]
+		items = items[n:]
+		var wg sync.WaitGroup
+		for _, it := range group {
+			name, version, _ := strings.Cut(it.id, ":")
+			digest, installed := b.installedDigest(name, version)
+			if installed && digest == it.digest {
+				continue // already installed, from the store
+			}
+			wg.Go(func() {
+				// A static artifact whose bytes changed under the same version replaces the stored one.
+				if _, err := b.Install(ctx, agent.InstallRequest{BizURL: it.url, Replace: installed, Sha256: it.digest}); err != nil {
+					b.logger.Error("static module failed", "artifact", it.url, "err", err)
+				}
+			})
+		}
+		wg.Wait()
+	}
+}
+
+// installedDigest is the artifact digest of an installed module version.
+func (b *Base) installedDigest(name, version string) (string, bool) {
+	if mod := b.registry.Module(name); mod != nil {
+		for _, v := range mod.Versions() {
+			if v.Manifest.Version == version {
+				return v.Digest, true
+			}
 		}
 	}
+	return "", false
 }
