@@ -38,6 +38,7 @@ type Agent struct {
 	backend Backend
 	logger  *slog.Logger
 	ops     *opLog
+	auth    *Auth
 
 	ctx    context.Context // ends at Close: asynchronous operations are abandoned
 	cancel context.CancelFunc
@@ -65,12 +66,15 @@ func init() {
 	}
 }
 
-// New makes the agent for a backend.
-func New(b Backend, logger *slog.Logger) *Agent {
+// New makes the agent for a backend; auth nil lets every request through.
+func New(b Backend, auth *Auth, logger *slog.Logger) *Agent {
 	if logger == nil {
 		logger = slog.Default()
 	}
-	a := &Agent{backend: b, logger: logger, ops: newOpLog()}
+	if auth == nil {
+		auth = NewAuth(false, logger)
+	}
+	a := &Agent{backend: b, logger: logger, ops: newOpLog(), auth: auth}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	return a
 }
@@ -99,6 +103,14 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := strings.Trim(r.URL.Path, "/")
 	if r.Method != http.MethodPost {
 		a.reply(w, http.StatusMethodNotAllowed, Envelope{Code: CodeFailed, Message: fmt.Sprintf("%s /%s: the agent takes POST with a JSON body", r.Method, name)})
+		return
+	}
+	if status, why := a.auth.authorize(r, name); status != 0 {
+		a.logger.Warn("request refused", "command", name, "remote", r.RemoteAddr, "status", status, "reason", why)
+		if status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="kouple"`)
+		}
+		a.reply(w, status, Envelope{Code: CodeFailed, Message: why})
 		return
 	}
 	cmd, ok := commands[name]

@@ -7,6 +7,8 @@ import (
 	"cmp"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -40,6 +42,15 @@ type Config struct {
 	Version    string // base version; default 1.0.0
 	Cluster    string // cluster name; default default
 	Env        string // environment; default dev
+	// AuthAlways requires a credential on every agent request, on loopback too.
+	AuthAlways bool
+	// Insecure lets an agent listening beyond loopback take requests without a credential.
+	Insecure bool
+	// TokensFile lists further bearer tokens: `ROLE TOKEN [NAME]` per line.
+	TokensFile string
+	// TLSCert and TLSKey make the agent serve HTTPS; ClientCA makes it require client certificates signed by
+	// that CA (mTLS).
+	TLSCert, TLSKey, ClientCA string
 	// DrainTimeout bounds how long shutdown waits for requests in flight.
 	DrainTimeout time.Duration
 	// ArtifactGrace is how long an unused artifact is kept before garbage collection.
@@ -87,6 +98,8 @@ type Base struct {
 	serveErr             chan error
 	stop                 chan struct{} // closed at shutdown: ends the garbage collector
 	ownCache             bool          // the compile cache is this base's alone, so it may collect it
+	insecure             bool          // the agent listens beyond loopback without requiring credentials
+	authRequired         bool
 	wg                   sync.WaitGroup
 	closeOnce            sync.Once
 }
@@ -128,7 +141,20 @@ func New(cfg Config) (*Base, error) {
 	}
 	b.registry = module.NewRegistry(map[string]runtime.Runtime{"wasm": w}, cfg.Logger)
 	b.registry.SetJournal(journal{st})
-	b.agent = agent.New(b, cfg.Logger)
+	b.insecure = cfg.Insecure && !loopbackOnly(cfg.AgentAddr)
+	auth := agent.NewAuth(cfg.AuthAlways || !loopbackOnly(cfg.AgentAddr) && !cfg.Insecure, cfg.Logger)
+	if _, err := auth.EnsureTokenFile(filepath.Join(cfg.DataDir, "token")); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if cfg.TokensFile != "" {
+		if err := auth.LoadTokens(cfg.TokensFile); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	b.agent = agent.New(b, auth, cfg.Logger)
+	b.authRequired = auth.Required
 	return b, nil
 }
 
@@ -157,6 +183,22 @@ func (b *Base) Start(ctx context.Context) error {
 	b.installStatic(ctx)
 	b.gatewaySrv = &http.Server{Handler: b, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(b.logger.Handler(), slog.LevelWarn)}
 	b.agentSrv = &http.Server{Handler: b.agent, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(b.logger.Handler(), slog.LevelWarn)}
+	if b.cfg.TLSCert != "" {
+		tc, err := serverTLS(b.cfg.TLSCert, b.cfg.TLSKey, b.cfg.ClientCA)
+		if err != nil {
+			b.gatewayLn.Close()
+			b.agentLn.Close()
+			return err
+		}
+		b.agentLn = tls.NewListener(b.agentLn, tc)
+	} else if b.cfg.ClientCA != "" {
+		b.gatewayLn.Close()
+		b.agentLn.Close()
+		return errors.New("--client-ca needs --tls-cert and --tls-key: mutual TLS runs over the agent's HTTPS")
+	}
+	if b.insecure {
+		b.logger.Warn("INSECURE: the agent listens beyond loopback and takes requests without a credential (--insecure): anyone who reaches " + b.cfg.AgentAddr + " can run code in this base")
+	}
 	for _, s := range []struct {
 		srv *http.Server
 		ln  net.Listener
@@ -187,7 +229,45 @@ func listen(what, addr, flag string) (net.Listener, error) {
 func (b *Base) GatewayURL() string { return "http://" + b.gatewayLn.Addr().String() }
 
 // AgentURL is the agent's base URL.
-func (b *Base) AgentURL() string { return "http://" + b.agentLn.Addr().String() }
+func (b *Base) AgentURL() string {
+	if b.cfg.TLSCert != "" {
+		return "https://" + b.agentLn.Addr().String()
+	}
+	return "http://" + b.agentLn.Addr().String()
+}
+
+// loopbackOnly reports whether addr listens only on loopback (an unspecified host listens everywhere).
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("agent TLS certificate: %w", err)
+	}
+	tc := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if clientCA != "" {
+		pem, err := os.ReadFile(clientCA)
+		if err != nil {
+			return nil, fmt.Errorf("client CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("client CA %s holds no PEM certificate", clientCA)
+		}
+		tc.ClientCAs, tc.ClientAuth = pool, tls.RequireAndVerifyClientCert
+	}
+	return tc, nil
+}
 
 // Err reports a listener that failed after Start.
 func (b *Base) Err() <-chan error { return b.serveErr }

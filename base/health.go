@@ -27,7 +27,7 @@ func (b *Base) Health(ctx context.Context) any {
 		}
 	}
 	user, sys := cpuTimes()
-	return map[string]any{
+	health := map[string]any{
 		"jvm": map[string]any{
 			"java version":             goruntime.Version(),
 			"max memory(M)":            mb(limit),
@@ -65,9 +65,14 @@ func (b *Base) Health(ctx context.Context) any {
 		"base": map[string]any{
 			"identity": b.id, "name": b.cfg.Name, "version": b.cfg.Version, "cluster": b.cfg.Cluster, "env": b.cfg.Env,
 			"gateway": b.GatewayURL(), "agent": b.AgentURL(), "dataDir": b.cfg.DataDir,
+			"authRequired": b.authRequired, "insecure": b.insecure,
 		},
 		"bizListInfo": modules,
 	}
+	if b.insecure {
+		health["warning"] = "INSECURE: the agent listens beyond loopback without requiring credentials (--insecure)"
+	}
+	return health
 }
 
 // readRSS is the process's resident memory in bytes (0 if unknown).

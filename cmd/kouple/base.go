@@ -61,6 +61,23 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.StringVar(&cfg.Version, "version", "1.0.0", "base version")
 	f.StringVar(&cfg.Cluster, "cluster", "default", "cluster name")
 	f.StringVar(&cfg.Env, "env", "dev", "environment")
+	var authMode string
+	f.StringVar(&authMode, "auth", "auto", "auto: credentials required when the agent listens beyond loopback; always: on loopback too")
+	f.BoolVar(&cfg.Insecure, "insecure", false, "take agent requests without credentials beyond loopback (trusted networks only)")
+	f.StringVar(&cfg.TokensFile, "tokens", "", "file of further bearer tokens, `ROLE TOKEN [NAME]` per line (ROLE read or admin)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "serve the agent over HTTPS with this certificate (PEM)")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "the certificate's key (PEM)")
+	f.StringVar(&cfg.ClientCA, "client-ca", "", "require agent clients to present a certificate signed by this CA (mTLS)")
+	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+		switch authMode {
+		case "auto":
+		case "always":
+			cfg.AuthAlways = true
+		default:
+			return fmt.Errorf("--auth %q: use auto or always", authMode)
+		}
+		return nil
+	}
 	f.StringVar(&configFile, "config", "", "YAML file with these settings and `modules:` artifact URLs to install at start")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd

@@ -16,7 +16,8 @@ import (
 )
 
 func deployCmd() *cobra.Command {
-	var addr, version string
+	var addr target
+	var version string
 	var noSwitch bool
 	cmd := &cobra.Command{
 		Use:   "deploy DIR|FILE|URL",
@@ -131,7 +132,7 @@ func pruneOld(ctx context.Context, c *client, name, current string, out interfac
 }
 
 func undeployCmd() *cobra.Command {
-	var addr string
+	var addr target
 	cmd := &cobra.Command{
 		Use:   "undeploy NAME[:VERSION]",
 		Short: "Uninstall a module version, or every version of a module",
@@ -150,7 +151,7 @@ func undeployCmd() *cobra.Command {
 }
 
 func switchCmd() *cobra.Command {
-	var addr string
+	var addr target
 	cmd := &cobra.Command{
 		Use:   "switch NAME:VERSION",
 		Short: "Make an installed version the active one (roll forward or back)",
@@ -172,7 +173,8 @@ func switchCmd() *cobra.Command {
 }
 
 func statusCmd() *cobra.Command {
-	var addr, output string
+	var addr target
+	var output string
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "List the base's modules: version, state, active, instances, memory, requests",
@@ -214,7 +216,7 @@ func statusCmd() *cobra.Command {
 }
 
 func gcCmd() *cobra.Command {
-	var addr string
+	var addr target
 	cmd := &cobra.Command{
 		Use:   "gc",
 		Short: "Remove stored artifacts that no installed module version uses",
