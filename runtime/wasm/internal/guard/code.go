@@ -57,11 +57,22 @@ func (m *module) rewriteBody(out []byte, r *reader) ([]byte, error) {
 
 	// First pass: is this a leaf, and is a loop header reached on entry
 	// before any branch or call?
+	// Also check that the body is a well nested sequence ending in end.
 	leaf, loopFirst, straight := true, false, true
+	depth := 0
 	for !r.done() {
+		if depth < 0 {
+			return out, r.errf("instructions after the end of the function")
+		}
 		in, err := r.next()
 		if err != nil {
 			return out, err
+		}
+		switch in.op {
+		case opBlock, opLoop, opIf:
+			depth++
+		case opEnd:
+			depth--
 		}
 		if in.isCall() {
 			leaf = false
@@ -72,6 +83,10 @@ func (m *module) rewriteBody(out []byte, r *reader) ([]byte, error) {
 		if in.mayBranch() {
 			straight = false
 		}
+	}
+
+	if depth >= 0 {
+		return out, r.errf("function body does not end with end")
 	}
 
 	// Second pass: copy, renumbering function indices and adding checks.
