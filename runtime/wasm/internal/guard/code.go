@@ -1,5 +1,7 @@
 package guard
 
+import "slices"
+
 // rewriteCode instruments every function body.
 func (m *module) rewriteCode(r *reader) ([]byte, error) {
 	out, err := vec(r, 0, func(out []byte) ([]byte, error) {
@@ -39,6 +41,9 @@ func putU32Padded(b []byte, v uint32) {
 }
 
 // rewriteBody appends the instrumented function body read by r to out.
+// It decodes the body once, copying it while renumbering function indices
+// and adding a check after every loop opcode; the entry check, which
+// depends on the whole body, is inserted at the end if it is needed.
 func (m *module) rewriteBody(out []byte, r *reader) ([]byte, error) {
 	// Local declarations: a vector of (count, type).
 	n, err := r.count()
@@ -53,13 +58,15 @@ func (m *module) rewriteBody(out []byte, r *reader) ([]byte, error) {
 			return out, err
 		}
 	}
-	code := r.pos
+	out = append(out, r.buf[:r.pos]...)
+	entry := len(out)
 
-	// First pass: is this a leaf, and is a loop header reached on entry
-	// before any branch or call?
-	// Also check that the body is a well nested sequence ending in end.
+	// leaf: no calls so far; loopFirst: a loop header is reached on entry
+	// before any branch or call. depth checks that the body is well nested
+	// and ends with end.
 	leaf, loopFirst, straight := true, false, true
 	depth := 0
+	copyFrom := r.pos // r.buf[copyFrom:] is not yet copied
 	for !r.done() {
 		if depth < 0 {
 			return out, r.errf("instructions after the end of the function")
@@ -68,37 +75,19 @@ func (m *module) rewriteBody(out []byte, r *reader) ([]byte, error) {
 		if err != nil {
 			return out, err
 		}
+		leaf = leaf && !in.isCall()
+		loopFirst = loopFirst || straight && in.op == opLoop
+		straight = straight && !in.mayBranch()
 		switch in.op {
-		case opBlock, opLoop, opIf:
+		case opBlock, opIf:
 			depth++
 		case opEnd:
 			depth--
-		}
-		if in.isCall() {
-			leaf = false
-		}
-		if straight && in.op == opLoop {
-			loopFirst = true
-		}
-		if in.mayBranch() {
-			straight = false
-		}
-	}
-
-	if depth >= 0 {
-		return out, r.errf("function body does not end with end")
-	}
-
-	// Second pass: copy, renumbering function indices and adding checks.
-	out = append(out, r.buf[:code]...)
-	if !leaf && !loopFirst {
-		out = append(out, m.check...)
-	}
-	r.pos = code
-	copyFrom := code // r.buf[copyFrom:] is not yet copied
-	for !r.done() {
-		in, _ := r.next() // the first pass has decoded it all already
-		switch in.op {
+		case opLoop:
+			depth++
+			out = append(out, r.buf[copyFrom:in.end]...)
+			out = append(out, m.check...)
+			copyFrom = in.end
 		case opCall, opReturnCall, opRefFunc:
 			i, err := m.funcIndex(r, in.fn)
 			if err != nil {
@@ -108,11 +97,14 @@ func (m *module) rewriteBody(out []byte, r *reader) ([]byte, error) {
 			out = append(out, r.buf[copyFrom:in.start]...)
 			out = appendU32(append(out, in.op), i)
 			copyFrom = in.end
-		case opLoop:
-			out = append(out, r.buf[copyFrom:in.end]...)
-			out = append(out, m.check...)
-			copyFrom = in.end
 		}
 	}
-	return append(out, r.buf[copyFrom:]...), nil
+	if depth >= 0 {
+		return out, r.errf("function body does not end with end")
+	}
+	out = append(out, r.buf[copyFrom:]...)
+	if !leaf && !loopFirst {
+		out = slices.Insert(out, entry, m.check...)
+	}
+	return out, nil
 }

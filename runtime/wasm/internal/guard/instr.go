@@ -58,11 +58,66 @@ func (in instr) mayBranch() bool {
 	return in.isCall()
 }
 
-// next decodes one instruction, skipping its immediates. It knows the MVP
-// instruction set plus the extensions wazero implements: sign extension,
-// saturating truncation, bulk memory, reference types, multi-value, tail
-// calls, SIMD and threads. Go's wasm backend emits a subset of these.
-// Exception handling and typed function references are rejected.
+// Immediate kinds, by opcode.
+const (
+	immInvalid   = iota // unknown or unsupported opcode
+	immNone             // no immediates
+	immBlockType        // block, loop, if: empty, a value type or a type index (s33)
+	immU32              // one index or depth
+	immU32x2            // two indices
+	immBrTable          // vector of depths and a default
+	immFunc             // a function index, which we renumber
+	immSelectT          // a vector of value types
+	immMemarg           // alignment (and memory index), offset
+	immS32
+	immS64
+	immF32
+	immF64
+	immS33 // ref.null's heap type
+	immMisc
+	immSIMD
+	immThreads
+)
+
+// immediates maps each opcode to the kind of its immediates. It covers the
+// MVP instruction set plus the extensions wazero implements: sign
+// extension, saturating truncation, bulk memory, reference types,
+// multi-value, tail calls, SIMD and threads; Go's wasm backend emits a
+// subset of these. Exception handling and typed function references are
+// left invalid, so they are rejected.
+var immediates = func() (t [256]byte) {
+	set := func(kind byte, ops ...byte) {
+		for _, op := range ops {
+			t[op] = kind
+		}
+	}
+	setRange := func(kind, from, to byte) {
+		for op := int(from); op <= int(to); op++ {
+			t[op] = kind
+		}
+	}
+	set(immNone, opUnreachable, 0x01, opElse, opEnd, opReturn, 0x1a, 0x1b, 0xd1)
+	set(immBlockType, opBlock, opLoop, opIf)
+	set(immU32, opBr, opBrIf, 0x3f, 0x40)
+	setRange(immU32, 0x20, 0x26) // local.*, global.*, table.get/set
+	set(immBrTable, opBrTable)
+	set(immFunc, opCall, opReturnCall, opRefFunc)
+	set(immU32x2, opCallIndirect, opReturnCallIndirect) // type, table
+	set(immSelectT, 0x1c)
+	setRange(immMemarg, 0x28, 0x3e) // loads and stores
+	set(immS32, 0x41)
+	set(immS64, opI64Const)
+	set(immF32, 0x43)
+	set(immF64, 0x44)
+	setRange(immNone, 0x45, 0xc4) // numeric and sign-extension ops
+	set(immS33, 0xd0)
+	set(immMisc, opPrefixMisc)
+	set(immSIMD, opPrefixSIMD)
+	set(immThreads, opPrefixThreads)
+	return t
+}()
+
+// next decodes one instruction, skipping its immediates.
 func (r *reader) next() (instr, error) {
 	in := instr{start: r.pos}
 	op, err := r.byte()
@@ -70,44 +125,35 @@ func (r *reader) next() (instr, error) {
 		return in, err
 	}
 	in.op = op
-	switch {
-	case op <= 0x01, op == opElse, op == opEnd, op == opReturn, op == 0x1a, op == 0x1b:
-		// unreachable, nop, else, end, return, drop, select: no immediates.
-	case op >= opBlock && op <= opIf:
-		_, err = r.sleb(33) // block type: empty, a value type or a type index
-	case op == opBr, op == opBrIf:
-		_, err = r.u32()
-	case op == opBrTable:
-		err = r.brTable()
-	case op == opCall, op == opReturnCall, op == opRefFunc:
-		in.fn, err = r.u32()
-	case op == opCallIndirect, op == opReturnCallIndirect:
-		err = r.skipU32s(2) // type index, table index
-	case op == 0x1c: // select with types
-		err = r.skipVecOf(func() error { _, err := r.sleb(33); return err })
-	case op >= 0x20 && op <= 0x26: // local.*, global.*, table.get/set
-		_, err = r.u32()
-	case op >= 0x28 && op <= 0x3e: // loads and stores
-		err = r.memarg()
-	case op == 0x3f, op == 0x40: // memory.size, memory.grow
-		_, err = r.u32()
-	case op == 0x41:
-		_, err = r.sleb(32)
-	case op == opI64Const:
-		_, err = r.sleb(64)
-	case op == 0x43:
-		_, err = r.bytes(4)
-	case op == 0x44:
-		_, err = r.bytes(8)
-	case op >= 0x45 && op <= 0xc4: // numeric and sign-extension ops
-	case op == 0xd0: // ref.null
+	switch immediates[op] {
+	case immNone:
+	case immBlockType, immS33:
 		_, err = r.sleb(33)
-	case op == 0xd1: // ref.is_null
-	case op == opPrefixMisc:
+	case immU32:
+		_, err = r.u32()
+	case immU32x2:
+		err = r.skipU32s(2)
+	case immBrTable:
+		err = r.brTable()
+	case immFunc:
+		in.fn, err = r.u32()
+	case immSelectT:
+		err = r.skipVecOf(r.valType)
+	case immMemarg:
+		err = r.memarg()
+	case immS32:
+		_, err = r.sleb(32)
+	case immS64:
+		_, err = r.sleb(64)
+	case immF32:
+		_, err = r.bytes(4)
+	case immF64:
+		_, err = r.bytes(8)
+	case immMisc:
 		err = r.miscImmediates()
-	case op == opPrefixSIMD:
+	case immSIMD:
 		err = r.simdImmediates()
-	case op == opPrefixThreads:
+	case immThreads:
 		err = r.threadsImmediates()
 	default:
 		r.pos = in.start

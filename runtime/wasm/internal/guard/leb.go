@@ -111,6 +111,10 @@ func (r *reader) sleb(bits uint) (int64, error) {
 }
 
 func (r *reader) u32() (uint32, error) {
+	if r.pos < len(r.buf) && r.buf[r.pos] < 0x80 { // the common one-byte case
+		r.pos++
+		return uint32(r.buf[r.pos-1]), nil
+	}
 	v, err := r.uleb(32)
 	return uint32(v), err
 }

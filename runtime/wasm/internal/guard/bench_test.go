@@ -1,0 +1,52 @@
+package guard
+
+import (
+	"bytes"
+	"fmt"
+	"testing"
+)
+
+// benchGuest runs a Go guest to completion per iteration, uninstrumented
+// ("plain") and instrumented at several quanta. Each iteration
+// instantiates the module, so the guest's runtime start-up is included in
+// both.
+func benchGuest(b *testing.B, name string, args ...string) {
+	wasm := guest(b, name)
+	fueled := instrument(b, wasm)
+	run := func(b *testing.B, wasm []byte, quantum int64) {
+		h := newHost(b, quantum)
+		c := h.compile(b, wasm)
+		var out bytes.Buffer
+		b.ResetTimer()
+		for b.Loop() {
+			out.Reset()
+			if err := h.run(c, &out, args...); err != nil {
+				b.Fatalf("%v\n%s", err, out.String())
+			}
+		}
+		b.ReportMetric(float64(h.yields.Load())/float64(b.N), "yields/op")
+	}
+	b.Run("plain", func(b *testing.B) { run(b, wasm, 0) })
+	for _, q := range []int64{10_000, 100_000, 1_000_000} {
+		b.Run(fmt.Sprintf("fuel=%d", q), func(b *testing.B) { run(b, fueled, q) })
+	}
+}
+
+// BenchmarkFib: recursion (fib 30) and tight loops (a sieve up to 5M).
+func BenchmarkFib(b *testing.B) { benchGuest(b, "fib", "30", "5000000") }
+
+// BenchmarkJSON: 2000 rounds of JSON through a net/http handler, with slog.
+func BenchmarkJSON(b *testing.B) { benchGuest(b, "web", "2000") }
+
+// BenchmarkInstrument instruments the net/http + encoding/json + slog
+// guest (about 6.5 MB).
+func BenchmarkInstrument(b *testing.B) {
+	wasm := guest(b, "web")
+	b.SetBytes(int64(len(wasm)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Instrument(wasm); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
