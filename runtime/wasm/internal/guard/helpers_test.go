@@ -94,11 +94,21 @@ type host struct {
 
 var errStop = errors.New("guest stopped by host")
 
-func newHost(tb testing.TB, quantum int64) *host {
+type hostOption func(wazero.RuntimeConfig) wazero.RuntimeConfig
+
+func withCloseOnContextDone(c wazero.RuntimeConfig) wazero.RuntimeConfig {
+	return c.WithCloseOnContextDone(true)
+}
+
+func newHost(tb testing.TB, quantum int64, opts ...hostOption) *host {
 	tb.Helper()
 	ctx := context.Background()
 	h := &host{quantum: quantum}
-	h.rt = wazero.NewRuntimeWithConfig(ctx, wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache))
+	cfg := wazero.NewRuntimeConfigCompiler().WithCompilationCache(cache)
+	for _, o := range opts {
+		cfg = o(cfg)
+	}
+	h.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
 	tb.Cleanup(func() { h.rt.Close(ctx) })
 	wasi_snapshot_preview1.MustInstantiate(ctx, h.rt)
 	_, err := h.rt.NewHostModuleBuilder(ImportModule).NewFunctionBuilder().
