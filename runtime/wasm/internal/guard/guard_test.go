@@ -3,7 +3,9 @@ package guard
 import (
 	"bytes"
 	"errors"
+	"math"
 	"runtime"
+	"runtime/metrics"
 	"strings"
 	"sync"
 	"testing"
@@ -77,6 +79,10 @@ func TestSpinningGuestIsStoppableAndLetsGCRun(t *testing.T) {
 	h := newHost(t, 100_000)
 	c := h.compile(t, wasm)
 
+	start := time.Now()
+	runtime.GC()
+	idleGC := time.Since(start)
+
 	out := &signalWriter{want: "spinning\n", seen: make(chan struct{})}
 	done := make(chan error, 1)
 	go func() {
@@ -98,6 +104,7 @@ func TestSpinningGuestIsStoppableAndLetsGCRun(t *testing.T) {
 
 	// A stop-the-world GC must not wait for the guest forever.
 	gcDone := make(chan time.Duration, 1)
+	stopping := gcStopping()
 	go func() {
 		start := time.Now()
 		runtime.GC()
@@ -105,7 +112,8 @@ func TestSpinningGuestIsStoppableAndLetsGCRun(t *testing.T) {
 	}()
 	select {
 	case d := <-gcDone:
-		t.Logf("runtime.GC() while the guest spins took %v", d)
+		t.Logf("runtime.GC() while the guest spins took %v (%v before it started); "+
+			"longest time to stop the world: %v", d, idleGC, stopping())
 	case <-time.After(2 * time.Second):
 		t.Fatal("runtime.GC() blocked for 2s by a spinning guest")
 	}
@@ -144,4 +152,35 @@ func TestInstrumentTwiceFails(t *testing.T) {
 		t.Fatalf("got %v, want ErrAlreadyInstrumented", err)
 	}
 	t.Log(err)
+}
+
+// gcStopping starts watching how long GCs take to stop the world; the
+// returned func gives the upper bound of the slowest bucket since.
+func gcStopping() func() time.Duration {
+	const name = "/sched/pauses/stopping/gc:seconds"
+	read := func() *metrics.Float64Histogram {
+		s := []metrics.Sample{{Name: name}}
+		metrics.Read(s)
+		if s[0].Value.Kind() != metrics.KindFloat64Histogram {
+			return nil
+		}
+		return s[0].Value.Float64Histogram()
+	}
+	before := read()
+	return func() time.Duration {
+		after := read()
+		if before == nil || after == nil {
+			return -1
+		}
+		for i := len(after.Counts) - 1; i >= 0; i-- {
+			if after.Counts[i] > before.Counts[i] {
+				upper := after.Buckets[i+1]
+				if math.IsInf(upper, 1) {
+					upper = after.Buckets[i]
+				}
+				return time.Duration(upper * float64(time.Second))
+			}
+		}
+		return 0
+	}
 }
