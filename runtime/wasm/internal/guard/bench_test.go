@@ -3,7 +3,12 @@ package guard
 import (
 	"bytes"
 	"fmt"
+	"runtime"
+	"slices"
 	"testing"
+	"time"
+
+	"github.com/tetratelabs/wazero"
 )
 
 // benchGuest runs a Go guest to completion per iteration, uninstrumented
@@ -57,4 +62,51 @@ func BenchmarkInstrument(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkOverhead runs each workload plain and instrumented (quantum
+// 100k) alternately, measuring the CPU time of the thread that runs the
+// guest, and reports the median of the per-pair ratios: alternating
+// cancels most of the drift of a shared machine.
+func BenchmarkOverhead(b *testing.B) {
+	for _, w := range []struct {
+		name, guest string
+		args        []string
+	}{
+		{"fib", "fib", []string{"32", "0"}},
+		{"sieve", "fib", []string{"0", "10000000"}},
+		{"json", "web", []string{"500"}},
+	} {
+		b.Run(w.name, func(b *testing.B) {
+			wasm := guest(b, w.guest)
+			hp, hf := newHost(b, 0), newHost(b, 100_000)
+			cp, cf := hp.compile(b, wasm), hf.compile(b, instrument(b, wasm))
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var out bytes.Buffer
+			measure := func(h *host, c wazero.CompiledModule) time.Duration {
+				out.Reset()
+				start := threadCPUTime()
+				if err := h.run(c, &out, w.args...); err != nil {
+					b.Fatal(err)
+				}
+				return threadCPUTime() - start
+			}
+			var ratios []float64
+			var plain []float64
+			for b.Loop() {
+				p, f := measure(hp, cp), measure(hf, cf)
+				ratios = append(ratios, float64(f)/float64(p))
+				plain = append(plain, float64(p))
+			}
+			b.ReportMetric(median(ratios), "fuel/plain")
+			b.ReportMetric(median(plain), "plain-thread-cpu-ns")
+		})
+	}
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return (s[(len(s)-1)/2] + s[len(s)/2]) / 2
 }

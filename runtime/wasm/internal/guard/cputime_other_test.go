@@ -6,3 +6,5 @@ import "time"
 
 // cpuTime is not measured on this platform.
 func cpuTime() time.Duration { return 0 }
+
+func threadCPUTime() time.Duration { return 0 }
