@@ -27,6 +27,7 @@ func handler(log *slog.Logger) http.Handler {
 	mux.HandleFunc("POST /orders", func(w http.ResponseWriter, r *http.Request) {
 		var o order
 		if err := json.NewDecoder(r.Body).Decode(&o); err != nil {
+			log.Warn("bad order", "err", err)
 			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
