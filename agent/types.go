@@ -89,13 +89,15 @@ type StateRecord struct {
 
 // Stats are a version's live numbers.
 type Stats struct {
-	Instances   int    `json:"instances"`
-	MemoryBytes uint64 `json:"memoryBytes"`
-	InFlight    int64  `json:"inFlight"`
-	Requests    uint64 `json:"requests"`
-	Errors      uint64 `json:"errors"`
-	Restarts    int    `json:"restarts"`
-	LastFailure string `json:"lastFailure,omitempty"`
+	Instances   int     `json:"instances"`
+	MemoryBytes uint64  `json:"memoryBytes"`
+	InFlight    int64   `json:"inFlight"`
+	Requests    uint64  `json:"requests"`
+	Errors      uint64  `json:"errors"`
+	Restarts    int     `json:"restarts"`
+	Refused     uint64  `json:"refused"`
+	CPUSeconds  float64 `json:"cpuSeconds"`
+	LastFailure string  `json:"lastFailure,omitempty"`
 }
 
 // NewBizInfo describes v.
@@ -115,7 +117,7 @@ func NewBizInfo(v *module.Version, active bool) BizInfo {
 		info.BizStateRecords = append(info.BizStateRecords, StateRecord{ChangeTime: r.Time.UnixMilli(), State: string(r.State), Reason: r.Reason, Message: r.Message})
 	}
 	s := v.Stats()
-	info.Stats = Stats{Instances: s.Instances, MemoryBytes: s.MemoryBytes, InFlight: s.InFlight, Requests: s.Requests, Errors: s.Errors, Restarts: s.Restarts, LastFailure: s.LastFailure}
+	info.Stats = Stats{Instances: s.Instances, MemoryBytes: s.MemoryBytes, InFlight: s.InFlight, Requests: s.Requests, Errors: s.Errors, Restarts: s.Restarts, Refused: s.Refused, CPUSeconds: s.CPUSeconds, LastFailure: s.LastFailure}
 	return info
 }
 

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"time"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -55,6 +56,19 @@ type Limits struct {
 	MemoryMB int `yaml:"memoryMB,omitempty" json:"memoryMB,omitempty"`
 	// Instances is how many instances serve the module (wasm); connections are spread over them.
 	Instances int `yaml:"instances,omitempty" json:"instances,omitempty"`
+	// CPUBudget is how long an instance may compute without waiting before it is stopped (wasm), such as
+	// "2s"; empty means the base's default.
+	CPUBudget string `yaml:"cpuBudget,omitempty" json:"cpuBudget,omitempty"`
+	// MaxInFlight bounds the requests and calls the module serves at once; MaxQueue bounds those waiting for
+	// a turn. Past both, requests are refused with 503.
+	MaxInFlight int `yaml:"maxInFlight,omitempty" json:"maxInFlight,omitempty"`
+	MaxQueue    int `yaml:"maxQueue,omitempty" json:"maxQueue,omitempty"`
+}
+
+// Budget is the CPU budget, or zero for the base's default.
+func (l Limits) Budget() time.Duration {
+	d, _ := time.ParseDuration(l.CPUBudget)
+	return d
 }
 
 // Defaults filled in by Normalize.
@@ -62,6 +76,8 @@ const (
 	DefaultPriority  = 100
 	DefaultMemoryMB  = 256
 	DefaultInstances = 1
+	DefaultInFlight  = 512
+	DefaultQueue     = 1024
 	MaxMemoryMB      = 4096 // wasm32 cannot address more
 	MaxInstances     = 64
 )
@@ -136,6 +152,12 @@ func (m *Manifest) Normalize() {
 	if m.Limits.Instances == 0 {
 		m.Limits.Instances = DefaultInstances
 	}
+	if m.Limits.MaxInFlight == 0 {
+		m.Limits.MaxInFlight = DefaultInFlight
+	}
+	if m.Limits.MaxQueue == 0 {
+		m.Limits.MaxQueue = DefaultQueue
+	}
 }
 
 // Validate checks every field and reports all problems at once.
@@ -171,6 +193,14 @@ func (m *Manifest) Validate() error {
 	}
 	if m.Limits.Instances < 0 || m.Limits.Instances > MaxInstances {
 		errs = append(errs, fmt.Errorf("limits.instances %d is out of range 1-%d", m.Limits.Instances, MaxInstances))
+	}
+	if b := m.Limits.CPUBudget; b != "" {
+		if d, err := time.ParseDuration(b); err != nil || d < 10*time.Millisecond || d > 10*time.Minute {
+			errs = append(errs, fmt.Errorf("limits.cpuBudget %q is not valid: give a duration from 10ms to 10m, such as 2s", b))
+		}
+	}
+	if m.Limits.MaxInFlight < 0 || m.Limits.MaxQueue < 0 {
+		errs = append(errs, errors.New("limits.maxInFlight and limits.maxQueue cannot be negative"))
 	}
 	for k := range m.Config {
 		if !configKeyRE.MatchString(k) {

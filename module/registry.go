@@ -150,6 +150,7 @@ func (r *Registry) Install(ctx context.Context, req InstallRequest) (*Version, e
 		Env:      req.Env,
 		Host:     callerHost{r},
 		Logger:   log,
+		Event:    v.note,
 	})
 	if err != nil {
 		v.set(Broken, "LoadFailed", err.Error())

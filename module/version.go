@@ -37,6 +37,14 @@ func (v *Version) set(s State, reason, msg string) {
 	}
 }
 
+// note records something that happened to the version without changing its state (an instance replaced).
+func (v *Version) note(reason, msg string) {
+	v.mu.Lock()
+	s := v.state
+	v.mu.Unlock()
+	v.set(s, reason, msg)
+}
+
 // ID is name:version.
 func (v *Version) ID() string { return v.Manifest.ID() }
 

@@ -29,6 +29,9 @@ type Spec struct {
 	Host Host
 	// Logger receives the module's own output, one record per line; it should carry the module's identity.
 	Logger *slog.Logger
+	// Event, if set, is told of what happens to the module while it runs (an instance failed and was
+	// replaced, and why), for its state records.
+	Event func(reason, message string)
 }
 
 // Host answers calls from a module.
@@ -69,6 +72,8 @@ type Stats struct {
 	InFlight    int64     // requests being served
 	Requests    uint64    // requests served in all
 	Errors      uint64    // requests that failed in the module (5xx from the runtime)
+	Refused     uint64    // requests refused because the module was at its in-flight and queue limits
+	CPUSeconds  float64   // time spent computing in the module's code, all instances, since it started
 	LastFailure string    // why the last instance failed, if one did
 	LastFailAt  time.Time // when
 }

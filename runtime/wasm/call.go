@@ -18,6 +18,10 @@ func (m *Module) Call(ctx context.Context, method string, payload []byte) ([]byt
 	if len(method) == 0 || len(method) > 0xffff {
 		return nil, fmt.Errorf("module %s: bad method name %q", m.manifest.ID(), method)
 	}
+	if err := m.acquire(ctx); err != nil {
+		return nil, err
+	}
+	defer m.release()
 	m.inFlight.Add(1)
 	defer m.inFlight.Add(-1)
 	m.requests.Add(1)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/tetratelabs/wazero/api"
 	"github.com/tetratelabs/wazero/sys"
@@ -43,8 +44,13 @@ type instance struct {
 	callsIn  *listener // method calls
 
 	memBytes atomic.Uint64
-	events   []byte // poll_oneoff's event buffer, reused; guest goroutine only
-	stderr   *tailWriter
+	cpu      atomic.Int64 // nanoseconds the guest has been running (not waiting)
+	events   []byte       // poll_oneoff's event buffer, reused; guest goroutine only
+	// Guest goroutine only: when the guest last stopped waiting, when its CPU time was last counted, and why
+	// the guard stopped it.
+	runningSince, lastAccount time.Time
+	killed                    string
+	stderr                    *tailWriter
 }
 
 func newInstance(m *Module, num int) *instance {
@@ -115,6 +121,7 @@ func (in *instance) remove(fd uint32) desc {
 // run executes the guest's _start until it returns, then releases everything the instance holds. It is the
 // instance's own goroutine.
 func (in *instance) run(mod api.Module, start api.Function) {
+	in.runningSince, in.lastAccount = time.Now(), time.Now()
 	_, err := start.Call(context.WithValue(in.ctx, instanceKey{}, in))
 	var exit *sys.ExitError
 	switch {
@@ -129,11 +136,15 @@ func (in *instance) run(mod api.Module, start api.Function) {
 		err = fmt.Errorf("the module exited with code %d", exit.ExitCode())
 	case err == nil:
 		err = errors.New("the module's _start returned: a module serves until the base stops it; does main call sdk.Serve()?")
+	case in.killed != "":
+		err = errors.New(in.killed)
 	default:
 		err = fmt.Errorf("the module trapped: %w", err)
 	}
-	if err != nil {
-		if tail := in.stderr.tail(); tail != "" {
+	if err != nil && in.killed == "" {
+		if crash := in.stderr.crash(); crash != "" {
+			err = fmt.Errorf("%w: %s", err, crash)
+		} else if tail := in.stderr.tail(); tail != "" {
 			err = fmt.Errorf("%w; its last output: %s", err, tail)
 		}
 	}

@@ -46,11 +46,13 @@ func (w *lineLogger) emit(line []byte) {
 	w.logger.Info(string(line), "stream", w.stream)
 }
 
-// tailWriter logs lines like lineLogger and keeps the last few for error messages.
+// tailWriter logs lines like lineLogger and keeps the last few for error messages, and the first line of a
+// Go crash ("fatal error: ...", "panic: ...") however long the goroutine dump after it.
 type tailWriter struct {
 	*lineLogger
-	mu   sync.Mutex
-	last []byte
+	mu    sync.Mutex
+	last  []byte
+	cause string
 }
 
 const tailSize = 2 << 10
@@ -61,6 +63,15 @@ func newTailWriter(l *slog.Logger, stream string) *tailWriter {
 
 func (t *tailWriter) Write(p []byte) (int, error) {
 	t.mu.Lock()
+	if t.cause == "" {
+		for _, prefix := range []string{"fatal error: ", "panic: ", "runtime: "} {
+			if i := bytes.Index(p, []byte(prefix)); i >= 0 && (i == 0 || p[i-1] == '\n') {
+				line, _, _ := bytes.Cut(p[i:], []byte("\n"))
+				t.cause = string(line)
+				break
+			}
+		}
+	}
 	t.last = append(t.last, p...)
 	if len(t.last) > tailSize {
 		t.last = append(t.last[:0], t.last[len(t.last)-tailSize:]...)
@@ -73,4 +84,11 @@ func (t *tailWriter) tail() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return strings.TrimSpace(strings.ToValidUTF8(string(t.last), "?"))
+}
+
+// crash is the first line of a Go crash the module printed, or "".
+func (t *tailWriter) crash() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.ToValidUTF8(t.cause, "?")
 }

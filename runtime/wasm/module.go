@@ -38,13 +38,21 @@ type Module struct {
 	env      map[string]string
 	host     runtime.Host
 	logger   *slog.Logger
+	budget   time.Duration                // CPU an instance may use without waiting
+	quantum  uint64                       // fuel between yields
+	event    func(reason, message string) // tells the registry what happened, or nil
+	slots    chan struct{}                // one token per request or call that may run at once
+	queued   atomic.Int64                 // requests waiting for a slot
+	maxQueue int64
+	refused  atomic.Uint64
+	cpuDead  atomic.Int64 // CPU time of instances that have ended
 
 	ctx    context.Context // ends when the module closes
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // instance and supervisor goroutines
 
 	mu          sync.Mutex
-	slots       []*instance   // the current instance of each slot; it may have exited and await replacement
+	instances   []*instance   // the current instance of each slot; it may have exited and await replacement
 	liveCh      chan struct{} // closed, and replaced, whenever an instance becomes ready
 	started     bool
 	closed      bool
@@ -64,14 +72,16 @@ var _ runtime.Module = (*Module)(nil)
 
 func newModule(m *manifest.Manifest, wrt wazero.Runtime, compiled wazero.CompiledModule, env map[string]string, host runtime.Host, logger *slog.Logger) *Module {
 	mod := &Module{
-		manifest: m,
-		wrt:      wrt,
-		compiled: compiled,
-		env:      env,
-		host:     host,
-		logger:   logger,
-		slots:    make([]*instance, m.Limits.Instances),
-		liveCh:   make(chan struct{}),
+		manifest:  m,
+		wrt:       wrt,
+		compiled:  compiled,
+		env:       env,
+		host:      host,
+		logger:    logger,
+		instances: make([]*instance, m.Limits.Instances),
+		liveCh:    make(chan struct{}),
+		slots:     make(chan struct{}, m.Limits.MaxInFlight),
+		maxQueue:  int64(m.Limits.MaxQueue),
 	}
 	mod.ctx, mod.cancel = context.WithCancel(context.Background())
 	mod.transport = &http.Transport{
@@ -105,18 +115,18 @@ func (m *Module) Start(ctx context.Context) error {
 	}
 	m.started = true
 	m.mu.Unlock()
-	for i := range m.slots {
+	for i := range m.instances {
 		in, err := m.startInstance(ctx, i)
 		if err != nil {
 			_ = m.Close(context.Background())
 			return err
 		}
 		m.mu.Lock()
-		m.slots[i] = in
+		m.instances[i] = in
 		m.mu.Unlock()
 	}
 	m.announceLive()
-	for i := range m.slots {
+	for i := range m.instances {
 		m.wg.Add(1)
 		go m.supervise(i)
 	}
@@ -172,7 +182,7 @@ func (m *Module) supervise(slot int) {
 	backoff := restartBackoff
 	for {
 		m.mu.Lock()
-		in := m.slots[slot]
+		in := m.instances[slot]
 		m.mu.Unlock()
 		began := time.Now()
 		select {
@@ -188,6 +198,10 @@ func (m *Module) supervise(slot int) {
 			reason = in.exitErr.Error()
 		}
 		m.logger.Error("instance failed; replacing it", "instance", slot, "reason", reason)
+		m.cpuDead.Add(in.cpu.Load())
+		if m.event != nil {
+			m.event("InstanceFailed", fmt.Sprintf("instance %d failed and is replaced: %s", slot, reason))
+		}
 		m.mu.Lock()
 		m.restarts++
 		m.lastFailure, m.lastFailAt = reason, time.Now()
@@ -205,7 +219,7 @@ func (m *Module) supervise(slot int) {
 			next, err := m.startInstance(m.ctx, slot)
 			if err == nil {
 				m.mu.Lock()
-				m.slots[slot] = next
+				m.instances[slot] = next
 				m.mu.Unlock()
 				m.announceLive()
 				break
@@ -232,10 +246,10 @@ func (m *Module) pick() (*instance, <-chan struct{}, error) {
 	if m.closed {
 		return nil, nil, fmt.Errorf("module %s is stopped", m.manifest.ID())
 	}
-	n := len(m.slots)
+	n := len(m.instances)
 	start := int(m.next.Add(1))
 	for i := range n {
-		in := m.slots[(start+i)%n]
+		in := m.instances[(start+i)%n]
 		if in != nil && isClosed(in.ready) && !isClosed(in.exited) {
 			return in, nil, nil
 		}
@@ -295,11 +309,40 @@ func (m *Module) failure() string {
 
 // ServeHTTP serves a request through one of the module's instances.
 func (m *Module) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := m.acquire(r.Context()); err != nil {
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	defer m.release()
 	m.inFlight.Add(1)
 	defer m.inFlight.Add(-1)
 	m.requests.Add(1)
 	m.proxy.ServeHTTP(w, r)
 }
+
+// acquire takes one of the module's in-flight slots, waiting in a bounded queue if all are taken: a flood to
+// one module is refused there, and cannot take the base's capacity from the others.
+func (m *Module) acquire(ctx context.Context) error {
+	select {
+	case m.slots <- struct{}{}:
+		return nil
+	default:
+	}
+	if m.queued.Add(1) > m.maxQueue {
+		m.queued.Add(-1)
+		m.refused.Add(1)
+		return fmt.Errorf("module %s is overloaded: %d requests in flight and %d waiting (limits.maxInFlight, limits.maxQueue); try again later", m.manifest.ID(), cap(m.slots), m.maxQueue)
+	}
+	defer m.queued.Add(-1)
+	select {
+	case m.slots <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("module %s: gave up waiting for a turn: %w", m.manifest.ID(), ctx.Err())
+	}
+}
+
+func (m *Module) release() { <-m.slots }
 
 func (m *Module) countResponse(resp *http.Response) error {
 	if resp.StatusCode >= 500 {
@@ -334,13 +377,17 @@ func (m *Module) Stats() runtime.Stats {
 		InFlight:    m.inFlight.Load(),
 		Requests:    m.requests.Load(),
 		Errors:      m.errors.Load(),
+		Refused:     m.refused.Load(),
 	}
-	for _, in := range m.slots {
+	cpu := m.cpuDead.Load()
+	for _, in := range m.instances {
 		if in != nil && isClosed(in.ready) && !isClosed(in.exited) {
 			s.Instances++
 			s.MemoryBytes += in.memBytes.Load()
+			cpu += in.cpu.Load()
 		}
 	}
+	s.CPUSeconds = time.Duration(cpu).Seconds()
 	return s
 }
 
@@ -353,7 +400,7 @@ func (m *Module) Close(ctx context.Context) error {
 		return nil
 	}
 	m.closed = true
-	slots := slices.Clone(m.slots)
+	slots := slices.Clone(m.instances)
 	m.mu.Unlock()
 	m.cancel()
 	for _, in := range slots {

@@ -8,6 +8,7 @@
 package wasm
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -15,12 +16,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/tetratelabs/wazero"
 
 	"github.com/kouple/kouple/artifact"
 	"github.com/kouple/kouple/manifest"
 	"github.com/kouple/kouple/runtime"
+	"github.com/kouple/kouple/runtime/wasm/internal/guard"
 )
 
 const abiVersion = manifest.ABIVersion
@@ -30,21 +33,41 @@ type Config struct {
 	// CacheDir holds compiled code across restarts, in a directory per artifact named by its sha256 (so the
 	// code of an uninstalled artifact can be removed with it: see RemoveCache). Empty means no disk cache.
 	CacheDir string
+	// CPUBudget is how long an instance may compute without waiting before it is stopped, when its manifest
+	// says nothing; default 5 s.
+	CPUBudget time.Duration
+	// Quantum is how many fuel check points (loop iterations, calls) a guest runs between two yields to the
+	// Go scheduler; default 100,000 (docs/rationale.md, "Guard").
+	Quantum int64
 	// Logger is the base's logger.
 	Logger *slog.Logger
 }
 
+// Defaults of Config.
+const (
+	DefaultCPUBudget = 5 * time.Second
+	DefaultQuantum   = 100_000
+)
+
 // Runtime loads wasm modules. It is safe for concurrent use.
 type Runtime struct {
-	cacheDir string
-	logger   *slog.Logger
+	cacheDir  string
+	cpuBudget time.Duration
+	quantum   int64
+	logger    *slog.Logger
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
 
 // New makes a wasm runtime. Close it to release the compilation cache.
 func New(cfg Config) (*Runtime, error) {
-	r := &Runtime{cacheDir: cfg.CacheDir, logger: cfg.Logger}
+	r := &Runtime{cacheDir: cfg.CacheDir, logger: cfg.Logger, cpuBudget: cfg.CPUBudget, quantum: cfg.Quantum}
+	if r.cpuBudget <= 0 {
+		r.cpuBudget = DefaultCPUBudget
+	}
+	if r.quantum <= 0 {
+		r.quantum = DefaultQuantum
+	}
 	if r.logger == nil {
 		r.logger = slog.Default()
 	}
@@ -70,6 +93,30 @@ func (r *Runtime) cache(digest string) (wazero.CompilationCache, error) {
 		return nil, fmt.Errorf("wasm compile cache %s: %w", dir, err)
 	}
 	return c, nil
+}
+
+// instrumented returns the artifact with the fuel guard added, from the cache when it was instrumented before.
+func (r *Runtime) instrumented(digest string, wasm []byte) ([]byte, error) {
+	var path string
+	if r.cacheDir != "" {
+		path = filepath.Join(r.cacheDir, digest, "guarded.wasm")
+		if b, err := os.ReadFile(path); err == nil {
+			return b, nil
+		}
+	}
+	b, err := guard.Instrument(wasm)
+	if err != nil {
+		return nil, fmt.Errorf("add the CPU guard: %w", err)
+	}
+	if path != "" {
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
+			tmp := path + ".tmp"
+			if os.WriteFile(tmp, b, 0o644) == nil {
+				os.Rename(tmp, path)
+			}
+		}
+	}
+	return b, nil
 }
 
 // RemoveCache removes the compiled code of the artifacts whose digests keep does not list.
@@ -117,9 +164,15 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 func (r *Runtime) newModule(ctx context.Context, m *manifest.Manifest, spec runtime.Spec) (*Module, error) {
 	pages := uint32(m.Limits.MemoryMB) * 16 // 64 KiB pages
 	sum := sha256.Sum256(spec.Artifact)
-	cache, err := r.cache(hex.EncodeToString(sum[:]))
+	digest := hex.EncodeToString(sum[:])
+	cache, err := r.cache(digest)
 	if err != nil {
 		return nil, err
+	}
+	code, err := r.instrumented(digest, spec.Artifact)
+	if err != nil {
+		_ = cache.Close(ctx)
+		return nil, fmt.Errorf("module %s: %w", m.ID(), err)
 	}
 	cfg := wazero.NewRuntimeConfigCompiler().
 		WithCompilationCache(cache).
@@ -137,7 +190,10 @@ func (r *Runtime) newModule(ctx context.Context, m *manifest.Manifest, spec runt
 	if err := instantiateKouple(ctx, wrt, artifact.ABIImportModule); err != nil {
 		return fail(fmt.Errorf("module %s: host functions: %w", m.ID(), err))
 	}
-	compiled, err := wrt.CompileModule(ctx, spec.Artifact)
+	if err := instantiateGuard(ctx, wrt); err != nil {
+		return fail(fmt.Errorf("module %s: host functions: %w", m.ID(), err))
+	}
+	compiled, err := wrt.CompileModule(ctx, code)
 	if err != nil {
 		return fail(fmt.Errorf("module %s: compile: %w", m.ID(), err))
 	}
@@ -162,6 +218,9 @@ func (r *Runtime) newModule(ctx context.Context, m *manifest.Manifest, spec runt
 	env["KOUPLE_MODULE_NAME"], env["KOUPLE_MODULE_VERSION"] = m.Name, m.Version
 	mod := newModule(m, wrt, compiled, env, host, logger)
 	mod.cache = cache
+	mod.budget = cmp.Or(m.Limits.Budget(), r.cpuBudget)
+	mod.quantum = uint64(r.quantum)
+	mod.event = spec.Event
 	return mod, nil
 }
 

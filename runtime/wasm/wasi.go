@@ -220,6 +220,8 @@ func (in *instance) pollOneoff(mod api.Module, s []uint64) uint16 {
 	}
 	mem := mod.Memory()
 	in.memBytes.Store(uint64(mem.Size()))
+	in.account(time.Now())
+	defer func() { in.runningSince, in.lastAccount = time.Now(), time.Now() }() // computing again from here
 	subs, ok := mem.Read(inPtr, nsubs*subscriptionSize)
 	if !ok {
 		return errnoFault

@@ -1,0 +1,46 @@
+// Command runaway misbehaves on request, to show that a module cannot stall its base or its neighbours: the
+// base stops an instance that computes past its CPU budget, recurses without end or allocates past its memory
+// limit, answers those requests with a 5xx, and replaces the instance.
+package main
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/kouple/kouple/sdk"
+)
+
+func init() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /ok", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("GET /spin", func(w http.ResponseWriter, r *http.Request) {
+		n := 0
+		for { // forever, never waiting
+			n++
+		}
+	})
+	mux.HandleFunc("GET /recurse", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, recurse(1))
+	})
+	mux.HandleFunc("GET /alloc", func(w http.ResponseWriter, r *http.Request) {
+		var keep [][]byte
+		for {
+			b := make([]byte, 1<<20)
+			b[0] = 1
+			keep = append(keep, b)
+		}
+	})
+	mux.HandleFunc("GET /sleep", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		time.Sleep(time.Duration(ms) * time.Millisecond) // waiting, not computing: within the budget
+		fmt.Fprintf(w, "slept %d ms\n", ms)
+	})
+	sdk.Handle(mux)
+}
+
+//go:noinline
+func recurse(n int) int { return recurse(n+1) + 1 }
+
+func main() { sdk.Serve() }
