@@ -20,6 +20,9 @@ import (
 //
 //	go test ./test/kube/ -run TestControlPlane -timeout 25m -v
 func TestControlPlane(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a Kubernetes control plane (and may build it for minutes); run without -short")
+	}
 	start := time.Now()
 	c := kube.Start(t)
 	t.Logf("control plane ready in %s (includes the build if it was needed); KUBECONFIG=%s", time.Since(start).Round(time.Millisecond), c.Kubeconfig)
