@@ -28,7 +28,7 @@ func TestControlPlane(t *testing.T) {
 	t.Logf("control plane ready in %s (includes the build if it was needed); KUBECONFIG=%s", time.Since(start).Round(time.Millisecond), c.Kubeconfig)
 
 	version := c.Kubectl("version", "-o", "json")
-	if !strings.Contains(version, `"gitVersion": "v1.37.2"`) {
+	if n := strings.Count(version, `"gitVersion": "v1.37.2"`); n != 2 {
 		t.Errorf("kubectl version does not report v1.37.2 for client and server:\n%s", version)
 	}
 
