@@ -91,7 +91,14 @@ build() {
 
 harness() {
 	# The harness is plain Go (standard library only) in the root module.
-	(cd "$repo" && go run ./test/kube/cmd/k8s-local "$@")
+	# Built to a private temporary file rather than "go run", which would
+	# add its own "exit status 1" line to every failure.
+	local tmp rc=0
+	tmp="$(mktemp -d)"
+	(cd "$repo" && go build -o "$tmp/k8s-local" ./test/kube/cmd/k8s-local) || { rm -rf "$tmp"; return 1; }
+	"$tmp/k8s-local" "$@" || rc=$?
+	rm -rf "$tmp"
+	return "$rc"
 }
 
 state="${K8S_STATE_DIR:-$repo/.k8s}"
