@@ -66,15 +66,16 @@ build() {
 	echo "k8s.sh: building Kubernetes $version and etcd from Go modules into $bindir" >&2
 	echo "k8s.sh: this takes ~5 min the first time; log: $log" >&2
 	local start=$SECONDS
+	# "set -e" does not apply inside an "if" condition, hence the "&&"s.
 	if ! (
-		cd "$here"
-		export CGO_ENABLED=0
-		set -x
+		cd "$here" &&
+		export CGO_ENABLED=0 &&
+		set -x &&
 		go build -trimpath -ldflags "$ldflags" -o "$tmp/" \
 			k8s.io/kubernetes/cmd/kube-apiserver \
 			k8s.io/kubernetes/cmd/kube-controller-manager \
 			k8s.io/kubernetes/cmd/kube-scheduler \
-			k8s.io/kubernetes/cmd/kubectl
+			k8s.io/kubernetes/cmd/kubectl &&
 		# etcd's main package is the module root, so go build would call it "server".
 		go build -trimpath -ldflags "-s -w" -o "$tmp/etcd" go.etcd.io/etcd/server/v3
 	) >"$log" 2>&1; then
