@@ -250,6 +250,15 @@ func (cp *ControlPlane) start(ctx context.Context, bin string, pk pki) error {
 		"--tls-private-key-file="+pk.ServingKey,
 		"--client-ca-file="+pk.CACert,
 		"--token-auth-file="+tokenFile,
+		// Without a request-header CA the controller manager and scheduler
+		// log an error every few seconds while reading the authentication
+		// ConfigMap. No front proxy exists; only a client certificate named
+		// front-proxy-client (which nothing here issues) could use it.
+		"--requestheader-client-ca-file="+pk.CACert,
+		"--requestheader-allowed-names=front-proxy-client",
+		"--requestheader-username-headers=X-Remote-User",
+		"--requestheader-group-headers=X-Remote-Group",
+		"--requestheader-extra-headers-prefix=X-Remote-Extra-",
 		"--authorization-mode=RBAC",
 		"--service-cluster-ip-range="+serviceCIDR,
 		"--service-account-issuer=https://kubernetes.default.svc.cluster.local",
