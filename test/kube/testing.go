@@ -30,7 +30,7 @@ type Cluster struct {
 func Start(t testing.TB) *Cluster {
 	t.Helper()
 	ctx := context.Background()
-	log := slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	log := slog.New(slog.NewTextHandler(t.Output(), nil))
 	root, err := RepoRoot()
 	if err != nil {
 		t.Fatal(err)
@@ -153,13 +153,4 @@ func FreePorts() (Ports, error) {
 		ports[i] = l.Addr().(*net.TCPAddr).Port
 	}
 	return Ports{APIServer: ports[0], Etcd: ports[1], EtcdPeer: ports[2], ControllerManager: ports[3], Scheduler: ports[4]}, nil
-}
-
-// testWriter sends slog output to t.Log.
-type testWriter struct{ t testing.TB }
-
-func (w testWriter) Write(p []byte) (int, error) {
-	w.t.Helper()
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
 }
