@@ -42,6 +42,8 @@ demo-modules: build
 	@mkdir -p $(DEMO_DIR)/modules
 	@for m in $(EXAMPLES); do $(BIN)/kouple build examples/$$m -o $(DEMO_DIR)/modules/$$m.wasm || exit 1; done
 
+include tools/k8s/k8s.mk
+
 bench:
 	$(GO) test -run '^$$' -bench . -benchtime 2s ./runtime/wasm/
 
