@@ -32,6 +32,18 @@ func init() {
 			keep = append(keep, b)
 		}
 	})
+	// compute runs n rounds of arithmetic without waiting and answers the result: bounded work, for measuring
+	// how computing in one module affects its neighbours.
+	mux.HandleFunc("GET /compute", func(w http.ResponseWriter, r *http.Request) {
+		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
+		x := uint64(88172645463325252)
+		for range n {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+		}
+		fmt.Fprintf(w, "%d\n", x)
+	})
 	mux.HandleFunc("GET /sleep", func(w http.ResponseWriter, r *http.Request) {
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
 		time.Sleep(time.Duration(ms) * time.Millisecond) // waiting, not computing: within the budget

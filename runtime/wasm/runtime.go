@@ -39,6 +39,9 @@ type Config struct {
 	// Quantum is how many fuel check points (loop iterations, calls) a guest runs between two yields to the
 	// Go scheduler; default 100,000 (docs/rationale.md, "Guard").
 	Quantum int64
+	// NoGuard loads modules without the fuel guard: a guest that computes then stalls the whole process's
+	// garbage collector and cannot be stopped. Only for measuring what the guard costs and buys.
+	NoGuard bool
 	// Logger is the base's logger.
 	Logger *slog.Logger
 }
@@ -51,6 +54,7 @@ const (
 
 // Runtime loads wasm modules. It is safe for concurrent use.
 type Runtime struct {
+	noGuard   bool
 	cacheDir  string
 	cpuBudget time.Duration
 	quantum   int64
@@ -61,7 +65,7 @@ var _ runtime.Runtime = (*Runtime)(nil)
 
 // New makes a wasm runtime. Close it to release the compilation cache.
 func New(cfg Config) (*Runtime, error) {
-	r := &Runtime{cacheDir: cfg.CacheDir, logger: cfg.Logger, cpuBudget: cfg.CPUBudget, quantum: cfg.Quantum}
+	r := &Runtime{noGuard: cfg.NoGuard, cacheDir: cfg.CacheDir, logger: cfg.Logger, cpuBudget: cfg.CPUBudget, quantum: cfg.Quantum}
 	if r.cpuBudget <= 0 {
 		r.cpuBudget = DefaultCPUBudget
 	}
@@ -97,6 +101,9 @@ func (r *Runtime) cache(digest string) (wazero.CompilationCache, error) {
 
 // instrumented returns the artifact with the fuel guard added, from the cache when it was instrumented before.
 func (r *Runtime) instrumented(digest string, wasm []byte) ([]byte, error) {
+	if r.noGuard {
+		return wasm, nil
+	}
 	var path string
 	if r.cacheDir != "" {
 		path = filepath.Join(r.cacheDir, digest, "guarded.wasm")
