@@ -11,7 +11,7 @@ RACE_PKGS := ./artifact/... ./manifest/... ./runtime/...
 DEMO_DIR := $(CURDIR)/.cache/demo
 EXAMPLES := hello notes greeter
 
-.PHONY: all build test test-unit test-race test-sdk vet demo demo-modules clean bench
+.PHONY: all build test test-unit test-race test-sdk test-fuzz vet demo demo-modules clean bench
 
 all: build
 
@@ -22,7 +22,7 @@ vet:
 	$(GO) vet ./...
 	cd sdk && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 
-test: vet test-unit test-race test-sdk
+test: vet test-unit test-race test-sdk test-fuzz
 
 test-unit:
 	$(GO) test -count=1 -timeout 30m ./...
@@ -32,6 +32,13 @@ test-race:
 
 test-sdk:
 	cd sdk && $(GO) test -count=1 ./...
+
+# A few seconds of each fuzzer (the corpora in testdata/fuzz run in test-unit too).
+FUZZ_TIME ?= 5s
+test-fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZ_TIME) ./manifest
+	$(GO) test -run '^$$' -fuzz '^FuzzReadWasm$$' -fuzztime $(FUZZ_TIME) ./artifact
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRequests$$' -fuzztime $(FUZZ_TIME) ./agent
 
 # demo: a base on the default ports (gateway 127.0.0.1:8080, agent 127.0.0.1:1238) with the example modules,
 # in the foreground; Ctrl-C stops it. Its data stays in .cache/demo between runs.

@@ -22,7 +22,7 @@ var hexDigestRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
 
 // Ref is where an artifact comes from and, optionally, the sha256 it must have.
 type Ref struct {
-	URL    string // file://, http:// or https://, or an absolute path
+	URL    string // file://, http://, https:// or oci://registry/repo:tag|@sha256:..., or an absolute path
 	Digest string // hex sha256, or empty
 }
 
@@ -56,9 +56,9 @@ func ParseRef(raw, digest string) (Ref, error) {
 		return Ref{}, fmt.Errorf("artifact URL %s: %w", raw, err)
 	}
 	switch parsed.Scheme {
-	case "file", "http", "https":
+	case "file", "http", "https", "oci": // oci://registry/repo@sha256:... pins the manifest; the registry client checks it
 	default:
-		return Ref{}, fmt.Errorf("artifact URL %s: scheme %q is not supported: use file://, http:// or https://", raw, parsed.Scheme)
+		return Ref{}, fmt.Errorf("artifact URL %s: scheme %q is not supported: use file://, http(s):// or oci://", raw, parsed.Scheme)
 	}
 	return Ref{URL: u, Digest: digest}, nil
 }
@@ -75,6 +75,8 @@ func Fetch(ctx context.Context, ref Ref) ([]byte, error) {
 		data, err = readFile(u.Path)
 	case "http", "https":
 		data, err = get(ctx, ref.URL)
+	case "oci":
+		data, err = fetchOCI(ctx, ref.URL)
 	default:
 		err = fmt.Errorf("scheme %q is not supported", u.Scheme)
 	}

@@ -141,8 +141,7 @@ func EmbedManifest(wasm []byte, m *manifest.Manifest) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("malformed WebAssembly module: %w", err)
 	}
-	payload := binary.AppendUvarint(nil, uint64(len(ManifestSection)))
-	payload = append(payload, ManifestSection...)
+	payload := appendName(nil, ManifestSection)
 	payload = append(payload, m.JSON()...)
 	return appendSection(out, 0, payload), nil
 }
@@ -151,6 +150,12 @@ func appendSection(out []byte, id byte, body []byte) []byte {
 	out = append(out, id)
 	out = binary.AppendUvarint(out, uint64(len(body)))
 	return append(out, body...)
+}
+
+// appendName appends a wasm name (length-prefixed bytes).
+func appendName(b []byte, name string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(name)))
+	return append(b, name...)
 }
 
 // walkSections calls fn for each section of a wasm module, with its id, body and offset.

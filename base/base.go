@@ -6,6 +6,7 @@ package base
 import (
 	"cmp"
 	"context"
+	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/kouple/kouple/agent"
+	"github.com/kouple/kouple/artifact"
 	"github.com/kouple/kouple/module"
 	"github.com/kouple/kouple/runtime"
 	"github.com/kouple/kouple/runtime/wasm"
@@ -51,6 +53,9 @@ type Config struct {
 	// TLSCert and TLSKey make the agent serve HTTPS; ClientCA makes it require client certificates signed by
 	// that CA (mTLS).
 	TLSCert, TLSKey, ClientCA string
+	// RequireSignature refuses artifacts not signed by one of TrustedKeys (ed25519 public key files, PEM).
+	RequireSignature bool
+	TrustedKeys      []string
 	// DrainTimeout bounds how long shutdown waits for requests in flight.
 	DrainTimeout time.Duration
 	// ArtifactGrace is how long an unused artifact is kept before garbage collection.
@@ -100,6 +105,7 @@ type Base struct {
 	ownCache             bool          // the compile cache is this base's alone, so it may collect it
 	insecure             bool          // the agent listens beyond loopback without requiring credentials
 	authRequired         bool
+	trusted              []ed25519.PublicKey
 	wg                   sync.WaitGroup
 	closeOnce            sync.Once
 }
@@ -152,6 +158,18 @@ func New(cfg Config) (*Base, error) {
 			st.Close()
 			return nil, err
 		}
+	}
+	for _, path := range cfg.TrustedKeys {
+		key, err := artifact.LoadPublicKey(path)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("trusted key: %w", err)
+		}
+		b.trusted = append(b.trusted, key)
+	}
+	if cfg.RequireSignature && len(b.trusted) == 0 {
+		st.Close()
+		return nil, errors.New("--require-signature needs at least one --trusted-key: the public key(s) whose signatures this base accepts")
 	}
 	b.agent = agent.New(b, auth, cfg.Logger)
 	b.authRequired = auth.Required

@@ -34,6 +34,13 @@ func (b *Base) Install(ctx context.Context, req agent.InstallRequest) (*module.V
 			return nil, fmt.Errorf("%w: %w", module.ErrInvalid, err)
 		}
 	}
+	if b.cfg.RequireSignature {
+		key, err := artifact.Verify(data, b.trusted)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %s: refused by this base's signature policy: %w", module.ErrInvalid, req.BizURL, err)
+		}
+		b.logger.Info("signature verified", "artifact", req.BizURL, "key", key)
+	}
 	crashpoint.Hit("install.fetched")
 	// The bytes are on disk before anything refers to them: a crash leaves at most an unused file.
 	if _, err := b.store.PutArtifact(data); err != nil {

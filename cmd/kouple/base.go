@@ -61,6 +61,8 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.StringVar(&cfg.Version, "version", "1.0.0", "base version")
 	f.StringVar(&cfg.Cluster, "cluster", "default", "cluster name")
 	f.StringVar(&cfg.Env, "env", "dev", "environment")
+	f.BoolVar(&cfg.RequireSignature, "require-signature", false, "refuse artifacts not signed by a --trusted-key")
+	f.StringArrayVar(&cfg.TrustedKeys, "trusted-key", nil, "ed25519 public key (PEM) whose signatures this base accepts; repeatable")
 	var authMode string
 	f.StringVar(&authMode, "auth", "auto", "auto: credentials required when the agent listens beyond loopback; always: on loopback too")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "take agent requests without credentials beyond loopback (trusted networks only)")

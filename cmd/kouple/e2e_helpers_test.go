@@ -93,9 +93,16 @@ func (s *syncBuffer) String() string {
 // agent answers.
 func startBase(t testing.TB, dataDir string, env ...string) *baseProc {
 	t.Helper()
+	return startBaseWith(t, dataDir, nil, env)
+}
+
+// startBaseWith is startBase with extra flags.
+func startBaseWith(t testing.TB, dataDir string, flags, env []string) *baseProc {
+	t.Helper()
 	p := &baseProc{t: t, dataDir: dataDir, httpAddr: freeAddr(t), agtAddr: freeAddr(t), output: &syncBuffer{}, exited: make(chan struct{})}
 	p.gateway, p.agent = "http://"+p.httpAddr, "http://"+p.agtAddr
-	p.cmd = exec.Command(kouple(t), "base", "--http", p.httpAddr, "--agent", p.agtAddr, "--data-dir", dataDir, "--cache-dir", cacheDir())
+	args := append([]string{"base", "--http", p.httpAddr, "--agent", p.agtAddr, "--data-dir", dataDir, "--cache-dir", cacheDir()}, flags...)
+	p.cmd = exec.Command(kouple(t), args...)
 	p.cmd.Env = append(os.Environ(), env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
 	if err := p.cmd.Start(); err != nil {

@@ -271,3 +271,19 @@ func TestEcho(t *testing.T) {
 }
 
 func newServer(h http.Handler) *httptest.Server { return httptest.NewServer(h) }
+
+// TestSandboxReach: a module can open no file and no socket.
+func TestSandboxReach(t *testing.T) {
+	l := newServer(http.NotFoundHandler()) // a real listener the module must not reach
+	defer l.Close()
+	_, srv := start(t, "runtime/wasm/testdata/probe", runtime.Spec{})
+	_, body := get(t, srv.URL+"/reach?file=/etc/passwd&addr="+strings.TrimPrefix(l.URL, "http://"))
+	file, socket, _ := strings.Cut(body, "\n")
+	if !strings.HasPrefix(file, "file: open /etc/passwd:") || strings.HasSuffix(file, "<nil>") {
+		t.Errorf("the module opened a file: %q", file)
+	}
+	if !strings.HasPrefix(socket, "socket: dial tcp") || strings.Contains(socket, "<nil>") {
+		t.Errorf("the module opened a socket: %q", socket)
+	}
+	t.Logf("%s", body)
+}

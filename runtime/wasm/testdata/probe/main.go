@@ -3,6 +3,7 @@ package main
 
 import (
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -39,6 +40,12 @@ func init() {
 	mux.HandleFunc("GET /callerr", func(w http.ResponseWriter, r *http.Request) {
 		err := sdk.Call(r.Context(), "test", "fail", nil, nil)
 		fmt.Fprintln(w, err)
+	})
+	// reach tries what the sandbox must refuse: a file, a socket.
+	mux.HandleFunc("GET /reach", func(w http.ResponseWriter, r *http.Request) {
+		_, ferr := os.ReadFile(r.URL.Query().Get("file"))
+		_, derr := net.Dial("tcp", r.URL.Query().Get("addr"))
+		fmt.Fprintf(w, "file: %v\nsocket: %v\n", ferr, derr)
 	})
 	mux.HandleFunc("GET /panic", func(w http.ResponseWriter, r *http.Request) { panic("handler panic on purpose") })
 	mux.HandleFunc("GET /crash", func(w http.ResponseWriter, r *http.Request) {
