@@ -119,4 +119,3 @@ func loadStarted(b *testing.B, r *wasm.Runtime, dir string) runtime.Module {
 	}
 	return m
 }
-
