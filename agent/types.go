@@ -72,11 +72,15 @@ type BizInfo struct {
 	Priority        int           `json:"priority"`
 	BizStateRecords []StateRecord `json:"bizStateRecords"`
 	// Kouple's extras.
-	Active  bool   `json:"active"`
-	Runtime string `json:"runtime"`
-	Digest  string `json:"digest,omitempty"`
-	Source  string `json:"source,omitempty"`
-	Stats   Stats  `json:"stats"`
+	// Requested are the capabilities the module's manifest asks for; Granted those this base gave it. The
+	// sandbox grants nothing else: no file system, no sockets, no environment beyond the module's config.
+	Requested []string `json:"requested"`
+	Granted   []string `json:"granted"`
+	Active    bool     `json:"active"`
+	Runtime   string   `json:"runtime"`
+	Digest    string   `json:"digest,omitempty"`
+	Source    string   `json:"source,omitempty"`
+	Stats     Stats    `json:"stats"`
 }
 
 // StateRecord is one transition; changeTime is Unix milliseconds, as Arklet sends it.
@@ -109,6 +113,8 @@ func NewBizInfo(v *module.Version, active bool) BizInfo {
 		WebContextPath: v.Manifest.ContextPath,
 		Priority:       v.Manifest.Priority,
 		Active:         active,
+		Requested:      append([]string{}, v.Manifest.Capabilities...),
+		Granted:        []string{}, // this base offers no services that need a grant yet
 		Runtime:        v.Manifest.Runtime,
 		Digest:         v.Digest,
 		Source:         v.Source,
