@@ -16,6 +16,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/kouple/kouple/manifest"
 	"github.com/kouple/kouple/module"
 )
 
@@ -31,6 +32,7 @@ type Backend interface {
 	Modules() []*module.Module
 	Health(ctx context.Context) any
 	GC(ctx context.Context) ([]string, error)
+	Granted(m *manifest.Manifest) []string
 }
 
 // Agent is the command API's HTTP handler.
@@ -186,10 +188,14 @@ func codeOf(err error) string {
 	return CodeFailed
 }
 
-func clientResponse(op string, v *module.Version, began time.Time, err error) ClientResponse {
+func (a *Agent) info(v *module.Version, active bool) BizInfo {
+	return NewBizInfo(v, active, a.backend.Granted(v.Manifest))
+}
+
+func (a *Agent) clientResponse(op string, v *module.Version, began time.Time, err error) ClientResponse {
 	cr := ClientResponse{Code: codeOf(err), ElapsedSpace: time.Since(began).Milliseconds()}
 	if v != nil {
-		cr.BizInfos = []BizInfo{NewBizInfo(v, v.State() == module.Activated)}
+		cr.BizInfos = []BizInfo{a.info(v, v.State() == module.Activated)}
 	}
 	if err != nil {
 		cr.Message = err.Error()
@@ -220,7 +226,7 @@ func (a *Agent) install(ctx context.Context, body []byte) (any, error) {
 	run := func(ctx context.Context) (any, error) {
 		began := time.Now()
 		v, err := a.backend.Install(ctx, req)
-		return result(clientResponse("install", v, began, err), err)
+		return result(a.clientResponse("install", v, began, err), err)
 	}
 	if req.Async {
 		return a.async(req.RequestID, map[string]any{"bizName": req.BizName, "bizVersion": req.BizVersion, "bizUrl": req.BizURL}, run)
@@ -266,7 +272,7 @@ func (a *Agent) batchInstall(ctx context.Context, body []byte) (any, error) {
 		wg.Go(func() {
 			t0 := time.Now()
 			v, err := a.backend.Install(ctx, r)
-			responses[i] = clientResponse("install", v, t0, err)
+			responses[i] = a.clientResponse("install", v, t0, err)
 		})
 	}
 	wg.Wait()
@@ -320,7 +326,7 @@ func (a *Agent) uninstall(ctx context.Context, body []byte) (any, error) {
 		if req.BizVersion != "" {
 			op += ":" + req.BizVersion
 		}
-		return result(clientResponse(op, nil, began, err), err)
+		return result(a.clientResponse(op, nil, began, err), err)
 	}
 	if req.Async {
 		return a.async(req.RequestID, map[string]any{"bizName": req.BizName, "bizVersion": req.BizVersion}, run)
@@ -336,7 +342,7 @@ func (a *Agent) switchBiz(ctx context.Context, body []byte) (any, error) {
 	run := func(ctx context.Context) (any, error) {
 		began := time.Now()
 		v, err := a.backend.Switch(ctx, req.BizName, req.BizVersion)
-		return result(clientResponse("switch to", v, began, err), err)
+		return result(a.clientResponse("switch to", v, began, err), err)
 	}
 	if req.Async {
 		return a.async(req.RequestID, map[string]any{"bizName": req.BizName, "bizVersion": req.BizVersion}, run)
@@ -349,7 +355,7 @@ func (a *Agent) queryAll(ctx context.Context, body []byte) (any, error) {
 	for _, mod := range a.backend.Modules() {
 		active := mod.Active()
 		for _, v := range mod.Versions() {
-			out = append(out, NewBizInfo(v, v == active))
+			out = append(out, a.info(v, v == active))
 		}
 	}
 	return out, nil
@@ -372,7 +378,7 @@ func (a *Agent) health(ctx context.Context, body []byte) (any, error) {
 			}
 			for _, v := range mod.Versions() {
 				if req.BizVersion == "" || v.Manifest.Version == req.BizVersion {
-					infos = append(infos, NewBizInfo(v, v == mod.Active()))
+					infos = append(infos, a.info(v, v == mod.Active()))
 				}
 			}
 		}

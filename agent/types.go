@@ -104,8 +104,8 @@ type Stats struct {
 	LastFailure string  `json:"lastFailure,omitempty"`
 }
 
-// NewBizInfo describes v.
-func NewBizInfo(v *module.Version, active bool) BizInfo {
+// NewBizInfo describes v, with the capabilities its base granted.
+func NewBizInfo(v *module.Version, active bool, granted []string) BizInfo {
 	info := BizInfo{
 		BizName:        v.Manifest.Name,
 		BizVersion:     v.Manifest.Version,
@@ -114,7 +114,7 @@ func NewBizInfo(v *module.Version, active bool) BizInfo {
 		Priority:       v.Manifest.Priority,
 		Active:         active,
 		Requested:      append([]string{}, v.Manifest.Capabilities...),
-		Granted:        []string{}, // this base offers no services that need a grant yet
+		Granted:        granted,
 		Runtime:        v.Manifest.Runtime,
 		Digest:         v.Digest,
 		Source:         v.Source,

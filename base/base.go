@@ -24,9 +24,11 @@ import (
 
 	"github.com/kouple/kouple/agent"
 	"github.com/kouple/kouple/artifact"
+	"github.com/kouple/kouple/manifest"
 	"github.com/kouple/kouple/module"
 	"github.com/kouple/kouple/runtime"
 	"github.com/kouple/kouple/runtime/wasm"
+	"github.com/kouple/kouple/services"
 	"github.com/kouple/kouple/store"
 )
 
@@ -53,6 +55,11 @@ type Config struct {
 	// TLSCert and TLSKey make the agent serve HTTPS; ClientCA makes it require client certificates signed by
 	// that CA (mTLS).
 	TLSCert, TLSKey, ClientCA string
+	// Services is the operator's policy for base services (kv, sql, config, custom ones).
+	Services services.Policy
+	// SharedConfig are keys every module granted "config" reads; ModuleConfig the keys of one module.
+	SharedConfig map[string]string
+	ModuleConfig map[string]map[string]string
 	// RequireSignature refuses artifacts not signed by one of TrustedKeys (ed25519 public key files, PEM).
 	RequireSignature bool
 	TrustedKeys      []string
@@ -106,6 +113,9 @@ type Base struct {
 	insecure             bool          // the agent listens beyond loopback without requiring credentials
 	authRequired         bool
 	trusted              []ed25519.PublicKey
+	policy               *services.Policy
+	kv                   *services.KV
+	sql                  *services.SQL
 	wg                   sync.WaitGroup
 	closeOnce            sync.Once
 }
@@ -147,6 +157,19 @@ func New(cfg Config) (*Base, error) {
 	}
 	b.registry = module.NewRegistry(map[string]runtime.Runtime{"wasm": w}, cfg.Logger)
 	b.registry.SetJournal(journal{st})
+	b.policy = &b.cfg.Services
+	if b.kv, err = services.OpenKV(filepath.Join(cfg.DataDir, "kv.db"), b.policy); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if b.sql, err = services.OpenSQL(filepath.Join(cfg.DataDir, "sql"), b.policy); err != nil {
+		b.kv.Close()
+		st.Close()
+		return nil, err
+	}
+	b.registry.RegisterService("kv", b.kv.Host())
+	b.registry.RegisterService("sql", b.sql.Host())
+	b.registry.RegisterService("config", (&services.Config{PerModule: cfg.ModuleConfig, Shared: cfg.SharedConfig, Policy: b.policy}).Host())
 	b.insecure = cfg.Insecure && !loopbackOnly(cfg.AgentAddr)
 	auth := agent.NewAuth(cfg.AuthAlways || !loopbackOnly(cfg.AgentAddr) && !cfg.Insecure, cfg.Logger)
 	if _, err := auth.EnsureTokenFile(filepath.Join(cfg.DataDir, "token")); err != nil {
@@ -175,6 +198,17 @@ func New(cfg Config) (*Base, error) {
 	b.authRequired = auth.Required
 	return b, nil
 }
+
+// Service makes a service of the embedding program available to modules as name (with the capability
+// "service:NAME", granted by the operator); add methods with services.Method.
+func (b *Base) Service(name string) *services.Service {
+	s := services.NewService(name, b.policy)
+	b.registry.RegisterService(name, s)
+	return s
+}
+
+// Granted lists the capabilities of a module version that this base grants.
+func (b *Base) Granted(m *manifest.Manifest) []string { return b.policy.Granted(m) }
 
 // Identity is the base's persisted identity.
 func (b *Base) Identity() string { return b.id }
@@ -310,7 +344,7 @@ func (b *Base) Shutdown(ctx context.Context) error {
 		b.wg.Wait()
 		b.agent.Close()
 		b.registry.Close(ctx)
-		errs = append(errs, b.wasm.Close(context.Background()), b.store.Close())
+		errs = append(errs, b.wasm.Close(context.Background()), b.sql.Close(), b.kv.Close(), b.store.Close())
 		b.logger.Info("base stopped")
 	})
 	return errors.Join(errs...)

@@ -23,7 +23,7 @@ func (b *Base) Health(ctx context.Context) any {
 	var modules []agent.BizInfo
 	for _, mod := range b.registry.Modules() {
 		for _, v := range mod.Versions() {
-			modules = append(modules, agent.NewBizInfo(v, v == mod.Active()))
+			modules = append(modules, agent.NewBizInfo(v, v == mod.Active(), b.Granted(v.Manifest)))
 		}
 	}
 	user, sys := cpuTimes()

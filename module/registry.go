@@ -148,7 +148,7 @@ func (r *Registry) Install(ctx context.Context, req InstallRequest) (*Version, e
 		Manifest: m,
 		Artifact: req.Artifact,
 		Env:      req.Env,
-		Host:     callerHost{r},
+		Host:     callerHost{r, m},
 		Logger:   log,
 		Event:    v.note,
 	})
@@ -524,9 +524,21 @@ func (r *Registry) Call(ctx context.Context, caller, target, method string, payl
 	return code.Call(ctx, method, payload)
 }
 
-// callerHost is what a module's runtime calls back into.
-type callerHost struct{ r *Registry }
+// callerHost is what a module's runtime calls back into; it knows which module version calls.
+type callerHost struct {
+	r *Registry
+	m *manifest.Manifest
+}
 
 func (h callerHost) Call(ctx context.Context, caller, target, method string, payload []byte) ([]byte, error) {
-	return h.r.Call(ctx, caller, target, method, payload)
+	return h.r.Call(context.WithValue(ctx, callerKey{}, h.m), caller, target, method, payload)
+}
+
+type callerKey struct{}
+
+// Caller is the manifest of the module version whose call ctx carries, or nil for a call from the base.
+// Base services use it to check what the caller was granted.
+func Caller(ctx context.Context) *manifest.Manifest {
+	m, _ := ctx.Value(callerKey{}).(*manifest.Manifest)
+	return m
 }

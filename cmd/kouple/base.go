@@ -63,6 +63,9 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.StringVar(&cfg.Env, "env", "dev", "environment")
 	f.BoolVar(&cfg.RequireSignature, "require-signature", false, "refuse artifacts not signed by a --trusted-key")
 	f.StringArrayVar(&cfg.TrustedKeys, "trusted-key", nil, "ed25519 public key (PEM) whose signatures this base accepts; repeatable")
+	f.StringArrayVar(&cfg.Services.Deny, "deny", nil, "capability the base refuses to modules even when requested (sql, kv, kv:NS, config, ...); repeatable")
+	f.StringArrayVar(&cfg.Services.Allow, "grant", nil, "grant a capability that needs the operator: CAP or MODULE=CAP (custom services: service:NAME); repeatable")
+	f.StringToStringVar(&cfg.SharedConfig, "share-config", nil, "KEY=VALUE every module granted \"config\" can read; repeatable")
 	var authMode string
 	f.StringVar(&authMode, "auth", "auto", "auto: credentials required when the agent listens beyond loopback; always: on loopback too")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "take agent requests without credentials beyond loopback (trusted networks only)")

@@ -1,0 +1,90 @@
+// Package services are the base's built-in services that modules reach through sdk.Call (and the SDK's
+// kv, config and database/sql wrappers): a key-value store, configuration, and SQL on a pool the base owns.
+// Each is available to a module only if its manifest asks for it (capabilities) and the base grants it.
+package services
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/kouple/kouple/manifest"
+	"github.com/kouple/kouple/module"
+	"github.com/kouple/kouple/runtime"
+)
+
+// Policy is what the operator allows. By default a base grants every built-in service a manifest requests.
+type Policy struct {
+	// Deny lists capabilities the base refuses even when requested ("sql", "kv:shared-ns", ...).
+	Deny []string
+	// Allow grants capabilities that need the operator: "CAPABILITY" for every module that asks, or
+	// "MODULE=CAPABILITY" for one.
+	Allow []string
+}
+
+// granted reports whether the calling module may use capability (like "kv" or "kv:orders"), and why not.
+// Built-in services are granted when requested; custom services ("service:NAME") only when the operator
+// grants them too (Allow).
+func (p *Policy) granted(m *manifest.Manifest, capability string) error {
+	if m == nil {
+		return nil // the base itself
+	}
+	if slices.Contains(p.Deny, capability) || slices.Contains(p.Deny, service(capability)) {
+		return fmt.Errorf("permission denied: this base's operator denies %q to modules", capability)
+	}
+	if !builtin[service(capability)] && !slices.Contains(p.Allow, m.Name+"="+capability) && !slices.Contains(p.Allow, capability) {
+		return fmt.Errorf("permission denied: %q needs the operator's grant (--grant %s=%s)", capability, m.Name, capability)
+	}
+	if !slices.Contains(m.Capabilities, capability) {
+		return fmt.Errorf("permission denied: module %s did not ask for %q: add it to capabilities in its kouple.yaml", m.ID(), capability)
+	}
+	return nil
+}
+
+func service(capability string) string {
+	s, _, _ := strings.Cut(capability, ":")
+	return s
+}
+
+// Granted lists the capabilities of m that this base grants.
+func (p *Policy) Granted(m *manifest.Manifest) []string {
+	out := []string{}
+	for _, c := range m.Capabilities {
+		if p.granted(m, c) == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+var builtin = map[string]bool{"kv": true, "config": true, "sql": true}
+
+// handler is one method of a service: it decodes its argument, checks the grant, and answers.
+type handler func(ctx context.Context, caller *manifest.Manifest, payload []byte) (any, error)
+
+// host serves a set of methods as a runtime.Host.
+type host map[string]handler
+
+func (h host) Call(ctx context.Context, _, target, method string, payload []byte) ([]byte, error) {
+	fn := h[method]
+	if fn == nil {
+		return nil, &runtime.CallError{Module: target, Method: method, Message: fmt.Sprintf("the %s service has no method %q", target, method)}
+	}
+	out, err := fn(ctx, module.Caller(ctx), payload)
+	if err != nil {
+		return nil, &runtime.CallError{Module: target, Method: method, Message: err.Error()}
+	}
+	return json.Marshal(out)
+}
+
+func decode(payload []byte, v any) error {
+	if len(payload) == 0 {
+		return nil
+	}
+	if err := json.Unmarshal(payload, v); err != nil {
+		return fmt.Errorf("bad argument: %w", err)
+	}
+	return nil
+}
