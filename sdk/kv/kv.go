@@ -25,7 +25,9 @@ func Shared(name string) Namespace { return Namespace{name} }
 func Get(ctx context.Context, key string) ([]byte, bool, error) { return Namespace{}.Get(ctx, key) }
 
 // Put writes a key of the module's own namespace.
-func Put(ctx context.Context, key string, value []byte) error { return Namespace{}.Put(ctx, key, value) }
+func Put(ctx context.Context, key string, value []byte) error {
+	return Namespace{}.Put(ctx, key, value)
+}
 
 // Get reads a key; found is false when it is absent.
 func (n Namespace) Get(ctx context.Context, key string) (value []byte, found bool, err error) {
