@@ -91,9 +91,18 @@ func newModule(m *manifest.Manifest, wrt wazero.Runtime, compiled wazero.Compile
 		ErrorHandler:   mod.proxyError,
 		ModifyResponse: mod.countResponse,
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BufferPool:     copyBuffers,
 	}
 	return mod
 }
+
+// copyBuffers are the proxy's body copy buffers: without a pool it allocates and clears 32 KiB per request.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { return new([32 << 10]byte) }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return p.pool.Get().(*[32 << 10]byte)[:] }
+func (p *bufferPool) Put(b []byte) { p.pool.Put((*[32 << 10]byte)(b)) }
 
 // Start runs every instance until it serves. If one cannot start, the module is left closed and the error
 // says why, with the guest's last output.
