@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -53,7 +52,7 @@ type Module struct {
 	lastFailAt  time.Time
 
 	next      atomic.Uint32 // round robin over instances
-	transport *http.Transport
+	transport *transport
 	proxy     *httputil.ReverseProxy
 	inFlight  atomic.Int64
 	requests  atomic.Uint64
@@ -74,12 +73,7 @@ func newModule(m *manifest.Manifest, wrt wazero.Runtime, compiled wazero.Compile
 		liveCh:   make(chan struct{}),
 	}
 	mod.ctx, mod.cancel = context.WithCancel(context.Background())
-	mod.transport = &http.Transport{
-		DialContext:         mod.dial,
-		MaxIdleConnsPerHost: 1024,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
+	mod.transport = &transport{dial: mod.dial}
 	target := &url.URL{Scheme: "http", Host: m.Name}
 	mod.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -262,13 +256,13 @@ func isClosed(ch <-chan struct{}) bool {
 }
 
 // dial opens a connection into one of the module's instances; the guest accepts it on its listener.
-func (m *Module) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+func (m *Module) dial(ctx context.Context) (hostConn, error) {
 	timer := time.NewTimer(dialWait)
 	defer timer.Stop()
 	for {
 		in, live, err := m.pick()
 		if err != nil {
-			return nil, err
+			return hostConn{}, err
 		}
 		if in != nil {
 			c := newConn(in)
@@ -280,9 +274,9 @@ func (m *Module) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 		select {
 		case <-live:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return hostConn{}, ctx.Err()
 		case <-timer.C:
-			return nil, fmt.Errorf("module %s has no running instance (last failure: %s)", m.manifest.ID(), m.failure())
+			return hostConn{}, fmt.Errorf("module %s has no running instance (last failure: %s)", m.manifest.ID(), m.failure())
 		}
 	}
 }
@@ -364,7 +358,7 @@ func (m *Module) Close(ctx context.Context) error {
 			in.stop()
 		}
 	}
-	m.transport.CloseIdleConnections()
+	m.transport.close()
 	done := make(chan struct{})
 	go func() {
 		m.wg.Wait()

@@ -130,6 +130,14 @@ func (c hostConn) Write(p []byte) (int, error) {
 	return written, nil
 }
 
+// usable reports whether neither side has closed the connection or ended its writing: an idle connection
+// the transport may send another request on.
+func (c hostConn) usable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.hostClosed && !c.hostWriteDone && !c.guestClosed && !c.guestWriteDone
+}
+
 func (c hostConn) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
