@@ -57,14 +57,28 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return resp, nil
 		}
 		// A reused connection whose guest side went away before answering anything is retried on a new
-		// one, if the request can be sent again.
-		if !reused || !errors.Is(err, errNothingRead) || hasBody(req) || ctx.Err() != nil {
+		// one, if the request can safely be sent again (as http.Transport does).
+		var unanswered unansweredError
+		if !reused || !errors.As(err, &unanswered) || !replayable(req) || ctx.Err() != nil {
 			return nil, err
 		}
 	}
 }
 
-var errNothingRead = errors.New("the connection closed before an answer")
+// unansweredError is a failure before any byte of the answer arrived.
+type unansweredError struct{ err error }
+
+func (e unansweredError) Error() string { return e.err.Error() }
+func (e unansweredError) Unwrap() error { return e.err }
+
+// replayable reports whether req may be sent twice: an idempotent method and no body.
+func replayable(req *http.Request) bool {
+	switch req.Method {
+	case "", http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace:
+		return !hasBody(req)
+	}
+	return false
+}
 
 func hasBody(req *http.Request) bool { return req.Body != nil && req.Body != http.NoBody }
 
@@ -91,7 +105,7 @@ func (t *transport) exchange(pc *pconn, req *http.Request) (*http.Response, erro
 		go func() { wrote <- pc.writeRequest(req) }()
 	} else if err := pc.writeRequest(req); err != nil {
 		stopCancel()
-		return fail(fmt.Errorf("sending the request: %w", err))
+		return fail(unansweredError{fmt.Errorf("sending the request: %w", err)})
 	} else {
 		wrote <- nil
 	}
@@ -102,10 +116,11 @@ func (t *transport) exchange(pc *pconn, req *http.Request) (*http.Response, erro
 		resp, err = http.ReadResponse(pc.br, req)
 		if err != nil {
 			stopCancel()
-			if err == io.EOF {
-				err = errNothingRead
+			err = fmt.Errorf("reading the answer: %w", err)
+			if errors.Is(err, io.EOF) { // not io.ErrUnexpectedEOF: nothing was read
+				err = unansweredError{err}
 			}
-			return fail(fmt.Errorf("reading the answer: %w", err))
+			return fail(err)
 		}
 		// 1xx answers other than 101 come before the real one: pass them on to whoever traces the request.
 		if code := resp.StatusCode; code < 100 || code > 199 || code == http.StatusSwitchingProtocols {
