@@ -334,3 +334,27 @@ func TestCancelReachesHandler(t *testing.T) {
 		t.Fatal("the handler's context was not cancelled 10 s after the client gave up")
 	}
 }
+
+// TestAnswerBeforeBody: a handler that answers without reading a large request body fails nothing after it:
+// the connection is given up, not reused with the body's rest in it.
+func TestAnswerBeforeBody(t *testing.T) {
+	m, srv := start(t, "runtime/wasm/testdata/probe", runtime.Spec{})
+	payload := strings.Repeat("x", 3<<20) // more than the connection buffers
+	for range 3 {
+		resp, err := http.Post(srv.URL+"/ok", "text/plain", strings.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("POST /ok = %d, want 405", resp.StatusCode)
+		}
+		if code, body := get(t, srv.URL+"/ok"); code != 200 || body != "ok\n" {
+			t.Errorf("GET /ok after an unread body = %d %q", code, body)
+		}
+	}
+	if s := m.Stats(); s.Errors != 0 {
+		t.Errorf("stats = %+v, want no errors", s)
+	}
+}
