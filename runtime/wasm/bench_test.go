@@ -33,27 +33,32 @@ func BenchmarkServe(b *testing.B) {
 	native, pid := startNative(b, "examples/hello")
 	for _, target := range []struct {
 		name, url string
-		pid       int // the server's process, if not this one
+		pid       int // the server's process if not this one, else 0
 	}{{"wasm", srv.URL, 0}, {"native", native, pid}} {
 		for _, c := range []int{1, 32} {
 			b.Run(fmt.Sprintf("%s/c%d", target.name, c), func(b *testing.B) {
-				cpu0 := cpuTime(b, 0) + cpuTime(b, target.pid)
+				cpu0 := selfCPU(b) + processCPU(b, target.pid)
 				load(b, target.url+"/", c)
-				cpu := cpuTime(b, 0) + cpuTime(b, target.pid) - cpu0
+				cpu := selfCPU(b) + processCPU(b, target.pid) - cpu0
 				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/req")
 			})
 		}
 	}
 }
 
-// cpuTime is the user and system CPU time a process has used: this one for pid 0.
-func cpuTime(b *testing.B, pid int) time.Duration {
+// selfCPU is the user and system CPU time this process has used.
+func selfCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processCPU is the user and system CPU time another process has used; 0 for pid 0.
+func processCPU(b *testing.B, pid int) time.Duration {
 	if pid == 0 {
-		var ru syscall.Rusage
-		if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-			b.Fatal(err)
-		}
-		return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+		return 0
 	}
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
