@@ -1,6 +1,7 @@
 package wasm_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,17 +25,54 @@ import (
 // HTTP listener, against the same handler built natively as its own process. Run with -benchtime=3s.
 //
 //	go test ./runtime/wasm -run '^$' -bench Serve -benchtime 3s
+//
+// cpu-µs/req is the CPU time of this process (the client, and for wasm the proxy and the guest) plus, for
+// native, the server process's, per request: on a machine busy with other work it varies less than req/s.
 func BenchmarkServe(b *testing.B) {
 	_, srv := start(b, "examples/hello", runtime.Spec{})
-	native := startNative(b, "examples/hello")
-	for _, target := range []struct{ name, url string }{{"wasm", srv.URL}, {"native", native}} {
+	native, pid := startNative(b, "examples/hello")
+	for _, target := range []struct {
+		name, url string
+		pid       int // the server's process if not this one, else 0
+	}{{"wasm", srv.URL, 0}, {"native", native, pid}} {
 		for _, c := range []int{1, 32} {
 			b.Run(fmt.Sprintf("%s/c%d", target.name, c), func(b *testing.B) {
+				cpu0 := selfCPU(b) + processCPU(b, target.pid)
 				load(b, target.url+"/", c)
+				cpu := selfCPU(b) + processCPU(b, target.pid) - cpu0
+				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/req")
 			})
 		}
 	}
 }
+
+// selfCPU is the user and system CPU time this process has used.
+func selfCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// processCPU is the user and system CPU time another process has used; 0 for pid 0.
+func processCPU(b *testing.B, pid int) time.Duration {
+	if pid == 0 {
+		return 0
+	}
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		b.Skip("no /proc: ", err)
+	}
+	// Fields after the command's closing parenthesis; utime and stime are the 12th and 13th, in clock ticks.
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * (time.Second / clockTicks)
+}
+
+// clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on Linux.
+const clockTicks = 100
 
 // load sends b.N requests from c goroutines and reports requests/s and p50/p99 latency.
 func load(b *testing.B, url string, c int) {

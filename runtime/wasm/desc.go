@@ -58,6 +58,7 @@ func (c guestConn) read(p []byte) (int, uint16) {
 	defer c.mu.Unlock()
 	if c.toGuest.len() > 0 {
 		n := c.toGuest.pop(p)
+		c.guestRead += uint64(n)
 		c.cond.Broadcast() // a host writer may wait for room
 		return n, errnoSuccess
 	}

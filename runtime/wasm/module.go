@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -61,7 +60,7 @@ type Module struct {
 	lastFailAt  time.Time
 
 	next      atomic.Uint32 // round robin over instances
-	transport *http.Transport
+	transport *transport
 	proxy     *httputil.ReverseProxy
 	inFlight  atomic.Int64
 	requests  atomic.Uint64
@@ -84,12 +83,7 @@ func newModule(m *manifest.Manifest, wrt wazero.Runtime, compiled wazero.Compile
 		maxQueue:  int64(m.Limits.MaxQueue),
 	}
 	mod.ctx, mod.cancel = context.WithCancel(context.Background())
-	mod.transport = &http.Transport{
-		DialContext:         mod.dial,
-		MaxIdleConnsPerHost: 1024,
-		IdleConnTimeout:     90 * time.Second,
-		DisableCompression:  true,
-	}
+	mod.transport = &transport{dial: mod.dial}
 	target := &url.URL{Scheme: "http", Host: m.Name}
 	mod.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -101,9 +95,18 @@ func newModule(m *manifest.Manifest, wrt wazero.Runtime, compiled wazero.Compile
 		ErrorHandler:   mod.proxyError,
 		ModifyResponse: mod.countResponse,
 		ErrorLog:       slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		BufferPool:     copyBuffers,
 	}
 	return mod
 }
+
+// copyBuffers are the proxy's body copy buffers: without a pool it allocates and clears 32 KiB per request.
+var copyBuffers = &bufferPool{pool: sync.Pool{New: func() any { return new([32 << 10]byte) }}}
+
+type bufferPool struct{ pool sync.Pool }
+
+func (p *bufferPool) Get() []byte  { return p.pool.Get().(*[32 << 10]byte)[:] }
+func (p *bufferPool) Put(b []byte) { p.pool.Put((*[32 << 10]byte)(b)) }
 
 // Start runs every instance until it serves. If one cannot start, the module is left closed and the error
 // says why, with the guest's last output.
@@ -266,8 +269,8 @@ func isClosed(ch <-chan struct{}) bool {
 	}
 }
 
-// dial opens an HTTP connection into one of the module's instances.
-func (m *Module) dial(ctx context.Context, _, _ string) (net.Conn, error) {
+// dial opens an HTTP connection into one of the module's instances, for the proxy's transport.
+func (m *Module) dial(ctx context.Context) (hostConn, error) {
 	return m.connect(ctx, func(in *instance) *listener { return in.listener })
 }
 
@@ -408,7 +411,7 @@ func (m *Module) Close(ctx context.Context) error {
 			in.stop()
 		}
 	}
-	m.transport.CloseIdleConnections()
+	m.transport.close()
 	done := make(chan struct{})
 	go func() {
 		m.wg.Wait()

@@ -22,7 +22,7 @@ import (
 // as a module in the sandbox.
 func TestNotesNativeAndModule(t *testing.T) {
 	_, srv := start(t, "examples/notes", runtime.Spec{})
-	native := startNative(t, "examples/notes")
+	native, _ := startNative(t, "examples/notes")
 
 	script := []struct{ method, path, body string }{
 		{"GET", "/items", ""},
@@ -77,8 +77,9 @@ func dropCreated(v any) {
 	}
 }
 
-// startNative builds the module in dir as an ordinary program, runs it on a free port and returns its URL.
-func startNative(t testing.TB, dir string) string {
+// startNative builds the module in dir as an ordinary program, runs it on a free port and returns its URL and
+// process id.
+func startNative(t testing.TB, dir string) (string, int) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), filepath.Base(dir))
 	build := exec.Command("go", "build", "-o", bin, ".")
@@ -106,7 +107,7 @@ func startNative(t testing.TB, dir string) string {
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if resp, err := http.Get(url + "/healthz"); err == nil {
 			resp.Body.Close()
-			return url
+			return url, cmd.Process.Pid
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("%s did not answer on %s", bin, addr)

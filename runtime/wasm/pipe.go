@@ -41,10 +41,11 @@ func (q *byteQueue) pop(p []byte) int {
 type conn struct {
 	inst *instance // whose poll_oneoff to wake
 
-	mu      sync.Mutex
-	cond    sync.Cond
-	toGuest byteQueue
-	toHost  byteQueue
+	mu        sync.Mutex
+	cond      sync.Cond
+	toGuest   byteQueue
+	toHost    byteQueue
+	guestRead uint64 // bytes the guest has read, in all
 
 	hostWriteDone  bool // the host will write no more: the guest reads EOF once drained
 	hostClosed     bool // the host closed the connection: guest writes fail
@@ -78,6 +79,13 @@ type pipeAddr struct{}
 
 func (pipeAddr) Network() string { return "kouple" }
 func (pipeAddr) String() string  { return "module" }
+
+// guestReads is how many bytes the guest has read from the connection.
+func (c hostConn) guestReads() uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.guestRead
+}
 
 func (c hostConn) LocalAddr() net.Addr  { return pipeAddr{} }
 func (c hostConn) RemoteAddr() net.Addr { return pipeAddr{} }
@@ -128,6 +136,14 @@ func (c hostConn) Write(p []byte) (int, error) {
 		c.cond.Wait()
 	}
 	return written, nil
+}
+
+// usable reports whether neither side has closed the connection or ended its writing: an idle connection
+// the transport may send another request on.
+func (c hostConn) usable() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.hostClosed && !c.hostWriteDone && !c.guestClosed && !c.guestWriteDone
 }
 
 func (c hostConn) Close() error {

@@ -1,11 +1,13 @@
 package wasm_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -67,11 +69,24 @@ var testHost = runtime.HostFunc(func(ctx context.Context, caller, target, method
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
+	case "test.cancelled":
+		var id string
+		if err := json.Unmarshal(payload, &id); err != nil {
+			return nil, err
+		}
+		select {
+		case cancelled <- id:
+		default:
+		}
+		return nil, nil
 	case "test.fail":
 		return nil, fmt.Errorf("failing on purpose")
 	}
 	return nil, fmt.Errorf("no method %s.%s", target, method)
 })
+
+// cancelled receives the id of each probe request whose handler saw its context cancelled.
+var cancelled = make(chan string, 16)
 
 var barrier struct {
 	sync.Mutex
@@ -286,4 +301,76 @@ func TestSandboxReach(t *testing.T) {
 		t.Errorf("the module opened a socket: %q", socket)
 	}
 	t.Logf("%s", body)
+}
+
+// TestUpgrade: a connection upgraded to another protocol (as WebSocket upgrades it) carries bytes both ways
+// between the client and the guest's hijacked connection.
+func TestUpgrade(t *testing.T) {
+	_, srv := start(t, "runtime/wasm/testdata/probe", runtime.Spec{})
+	c, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprint(c, "GET /upgrade HTTP/1.1\r\nHost: probe\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	br := bufio.NewReader(c)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols || resp.Header.Get("Upgrade") != "echo" {
+		t.Fatalf("upgrade answer: %d %v", resp.StatusCode, resp.Header)
+	}
+	for _, msg := range []string{"one\n", "two\n"} {
+		fmt.Fprint(c, msg)
+		line, err := br.ReadString('\n')
+		if err != nil || line != "echo: "+msg {
+			t.Fatalf("after sending %q: %q, %v", msg, line, err)
+		}
+	}
+}
+
+// TestCancelReachesHandler: a client that gives up cancels the handler's context inside the guest.
+func TestCancelReachesHandler(t *testing.T) {
+	_, srv := start(t, "runtime/wasm/testdata/probe", runtime.Spec{})
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL+"/waitcancel?id=gone", nil)
+	time.AfterFunc(200*time.Millisecond, cancel)
+	if resp, err := http.DefaultClient.Do(req); err == nil {
+		resp.Body.Close()
+		t.Fatalf("GET /waitcancel answered %d; want the request cancelled", resp.StatusCode)
+	}
+	select {
+	case id := <-cancelled:
+		if id != "gone" {
+			t.Errorf("cancelled %q, want gone", id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the handler's context was not cancelled 10 s after the client gave up")
+	}
+}
+
+// TestAnswerBeforeBody: a handler that answers without reading a large request body fails nothing after it:
+// the connection is given up, not reused with the body's rest in it.
+func TestAnswerBeforeBody(t *testing.T) {
+	m, srv := start(t, "runtime/wasm/testdata/probe", runtime.Spec{})
+	payload := strings.Repeat("x", 3<<20) // more than the connection buffers
+	for range 3 {
+		resp, err := http.Post(srv.URL+"/ok", "text/plain", strings.NewReader(payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusMethodNotAllowed {
+			t.Errorf("POST /ok = %d, want 405", resp.StatusCode)
+		}
+		if code, body := get(t, srv.URL+"/ok"); code != 200 || body != "ok\n" {
+			t.Errorf("GET /ok after an unread body = %d %q", code, body)
+		}
+	}
+	if s := m.Stats(); s.Errors != 0 {
+		t.Errorf("stats = %+v, want no errors", s)
+	}
 }

@@ -2,6 +2,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -69,6 +70,34 @@ func init() {
 				return
 			}
 		}
+	})
+	// upgrade switches the connection to a line echo protocol, as a WebSocket handshake switches it.
+	mux.HandleFunc("GET /upgrade", func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("Upgrade") != "echo" {
+			http.Error(w, "want Upgrade: echo", http.StatusBadRequest)
+			return
+		}
+		conn, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer conn.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+		brw.Flush()
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			brw.WriteString("echo: " + line)
+			brw.Flush()
+		}
+	})
+	// waitcancel waits until its request is cancelled, then tells the host.
+	mux.HandleFunc("GET /waitcancel", func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done()
+		sdk.Call(context.Background(), "test", "cancelled", r.URL.Query().Get("id"), nil)
 	})
 	sdk.Handle(mux)
 }
