@@ -60,15 +60,21 @@ func (kv *KV) bucket(caller *manifest.Manifest, ns string) ([]byte, error) {
 	return []byte("shared/" + ns), nil
 }
 
+// request decodes a call's argument and finds the namespace it may use.
+func (kv *KV) request(caller *manifest.Manifest, p []byte) (kvArg, []byte, error) {
+	var a kvArg
+	if err := decode(p, &a); err != nil {
+		return a, nil, err
+	}
+	b, err := kv.bucket(caller, a.Namespace)
+	return a, b, err
+}
+
 // Host is the kv service for modules: get, put, delete, list.
 func (kv *KV) Host() host {
 	return host{
 		"get": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
-			var a kvArg
-			if err := decode(p, &a); err != nil {
-				return nil, err
-			}
-			b, err := kv.bucket(caller, a.Namespace)
+			a, b, err := kv.request(caller, p)
 			if err != nil {
 				return nil, err
 			}
@@ -87,16 +93,12 @@ func (kv *KV) Host() host {
 			return out, err
 		},
 		"put": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
-			var a kvArg
-			if err := decode(p, &a); err != nil {
+			a, b, err := kv.request(caller, p)
+			if err != nil {
 				return nil, err
 			}
 			if a.Key == "" || len(a.Value) > MaxValue {
 				return nil, fmt.Errorf("a key must not be empty and a value at most %d KiB", MaxValue>>10)
-			}
-			b, err := kv.bucket(caller, a.Namespace)
-			if err != nil {
-				return nil, err
 			}
 			return nil, kv.db.Update(func(tx *bolt.Tx) error {
 				bk, err := tx.CreateBucketIfNotExists(b)
@@ -107,11 +109,7 @@ func (kv *KV) Host() host {
 			})
 		},
 		"delete": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
-			var a kvArg
-			if err := decode(p, &a); err != nil {
-				return nil, err
-			}
-			b, err := kv.bucket(caller, a.Namespace)
+			a, b, err := kv.request(caller, p)
 			if err != nil {
 				return nil, err
 			}
@@ -123,11 +121,7 @@ func (kv *KV) Host() host {
 			})
 		},
 		"list": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
-			var a kvArg
-			if err := decode(p, &a); err != nil {
-				return nil, err
-			}
-			b, err := kv.bucket(caller, a.Namespace)
+			a, b, err := kv.request(caller, p)
 			if err != nil {
 				return nil, err
 			}

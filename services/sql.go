@@ -183,6 +183,16 @@ func (s *SQL) target(caller *manifest.Manifest, r sqlwire.Request) (execer, erro
 	return t.tx, nil
 }
 
+// statement decodes an exec or query and finds the connection or transaction it runs on.
+func (s *SQL) statement(caller *manifest.Manifest, p []byte) (sqlwire.Request, execer, error) {
+	var r sqlwire.Request
+	if err := decode(p, &r); err != nil {
+		return r, nil, err
+	}
+	ex, err := s.target(caller, r)
+	return r, ex, err
+}
+
 func args(vals []sqlwire.Value) []any {
 	out := make([]any, len(vals))
 	for i, v := range vals {
@@ -236,11 +246,7 @@ func (s *SQL) Host() host {
 			return nil, nil
 		},
 		"exec": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
-			r, err := req(p)
-			if err != nil {
-				return nil, err
-			}
-			ex, err := s.target(caller, r)
+			r, ex, err := s.statement(caller, p)
 			if err != nil {
 				return nil, err
 			}
@@ -254,11 +260,7 @@ func (s *SQL) Host() host {
 			return out, nil
 		},
 		"query": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
-			r, err := req(p)
-			if err != nil {
-				return nil, err
-			}
-			ex, err := s.target(caller, r)
+			r, ex, err := s.statement(caller, p)
 			if err != nil {
 				return nil, err
 			}

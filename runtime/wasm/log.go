@@ -50,9 +50,10 @@ func (w *lineLogger) emit(line []byte) {
 // Go crash ("fatal error: ...", "panic: ...") however long the goroutine dump after it.
 type tailWriter struct {
 	*lineLogger
-	mu    sync.Mutex
-	last  []byte
-	cause string
+	mu        sync.Mutex
+	last      []byte
+	cause     []byte // the crash line, possibly still being written
+	causeDone bool
 }
 
 const tailSize = 2 << 10
@@ -63,14 +64,20 @@ func newTailWriter(l *slog.Logger, stream string) *tailWriter {
 
 func (t *tailWriter) Write(p []byte) (int, error) {
 	t.mu.Lock()
-	if t.cause == "" {
+	rest := p
+	if t.cause == nil {
+		rest = nil
 		for _, prefix := range []string{"fatal error: ", "panic: ", "runtime: "} {
 			if i := bytes.Index(p, []byte(prefix)); i >= 0 && (i == 0 || p[i-1] == '\n') {
-				line, _, _ := bytes.Cut(p[i:], []byte("\n"))
-				t.cause = string(line)
+				rest, t.cause = p[i:], []byte{}
 				break
 			}
 		}
+	}
+	if rest != nil && !t.causeDone { // Go writes a crash line in pieces: "panic: ", then the value
+		line, _, nl := bytes.Cut(rest, []byte("\n"))
+		t.cause = append(t.cause, line[:min(len(line), 512-len(t.cause))]...)
+		t.causeDone = nl || len(t.cause) >= 512
 	}
 	t.last = append(t.last, p...)
 	if len(t.last) > tailSize {
@@ -90,5 +97,5 @@ func (t *tailWriter) tail() string {
 func (t *tailWriter) crash() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return strings.ToValidUTF8(t.cause, "?")
+	return strings.ToValidUTF8(string(t.cause), "?")
 }

@@ -38,7 +38,7 @@ func TestBadArtifactsRefused(t *testing.T) {
 		{"bad name", withManifest(func(m *manifest.Manifest) { m.Name = "../../etc" }), `module name "../../etc" is not valid`},
 		{"other ABI", withManifest(func(m *manifest.Manifest) { m.ABI = 2 }), "built for module ABI v2, but this base speaks v1"},
 		{"native runtime", withManifest(func(m *manifest.Manifest) { m.Runtime = "native" }), "asks for the native runtime, but the artifact is a WebAssembly module"},
-		{"corrupt code", corrupt(good), "compile"},
+		{"corrupt code", corrupt(good), "not valid WebAssembly code"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, err := r.Load(context.Background(), runtime.Spec{Artifact: tc.data})

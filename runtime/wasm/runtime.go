@@ -113,7 +113,7 @@ func (r *Runtime) instrumented(digest string, wasm []byte) ([]byte, error) {
 	}
 	b, err := guard.Instrument(wasm)
 	if err != nil {
-		return nil, fmt.Errorf("add the CPU guard: %w", err)
+		return nil, fmt.Errorf("not valid WebAssembly code (found while adding the CPU guard): %w", err)
 	}
 	if path != "" {
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {

@@ -74,40 +74,23 @@ func iovecs(mem api.Memory, iovs, count uint32, fn func([]byte) bool) bool {
 }
 
 func (in *instance) fdRead(mod api.Module, s []uint64) uint16 {
-	d := in.lookup(uint32(s[0]))
-	if d == nil {
-		return errnoBadf
-	}
-	total, errno := 0, uint16(errnoSuccess)
-	ok := iovecs(mod.Memory(), uint32(s[1]), uint32(s[2]), func(buf []byte) bool {
-		n, e := d.read(buf)
-		total += n
-		if e != errnoSuccess {
-			if total == 0 {
-				errno = e
-			}
-			return false
-		}
-		return n == len(buf)
-	})
-	if !ok {
-		return errnoFault
-	}
-	if errno != errnoSuccess {
-		return errno
-	}
-	mod.Memory().WriteUint32Le(uint32(s[3]), uint32(total))
-	return errnoSuccess
+	return in.fdIO(mod, s, desc.read)
 }
 
 func (in *instance) fdWrite(mod api.Module, s []uint64) uint16 {
+	return in.fdIO(mod, s, desc.write)
+}
+
+// fdIO moves bytes between a descriptor and the guest's iovecs (fd, iovs, iovs_len, result) with op, until
+// op moves less than a whole buffer; an error after some bytes moved is reported next time.
+func (in *instance) fdIO(mod api.Module, s []uint64, op func(desc, []byte) (int, uint16)) uint16 {
 	d := in.lookup(uint32(s[0]))
 	if d == nil {
 		return errnoBadf
 	}
 	total, errno := 0, uint16(errnoSuccess)
 	ok := iovecs(mod.Memory(), uint32(s[1]), uint32(s[2]), func(buf []byte) bool {
-		n, e := d.write(buf)
+		n, e := op(d, buf)
 		total += n
 		if e != errnoSuccess {
 			if total == 0 {
