@@ -1,6 +1,6 @@
 module github.com/kouple/kouple
 
-go 1.26
+go 1.26.0
 
 require (
 	github.com/kouple/kouple/sdk v0.0.0-00010101000000-000000000000
@@ -13,7 +13,8 @@ require (
 require (
 	github.com/inconshreveable/mousetrap v1.1.0 // indirect
 	github.com/spf13/pflag v1.0.9 // indirect
-	golang.org/x/sys v0.44.0 // indirect
+	golang.org/x/image v0.48.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
 )
 
 replace github.com/kouple/kouple/sdk => ./sdk
