@@ -36,7 +36,7 @@ func (r *runner) concurrency(ctx context.Context, rt string) error {
 	x := k.peak.RSS / k.idle.RSS
 	r.add(Row{Comparison: cmp, Metric: "process RSS while waiting ÷ idle", Kouple: fmt.Sprintf("%.2fx (%s → %s)", x, mb(k.idle.RSS), mb(k.peak.RSS)),
 		Baseline: fmt.Sprintf("%.2fx (%s → %s) native", n.peak.RSS/n.idle.RSS, mb(n.idle.RSS), mb(n.peak.RSS)),
-		Ratio: x / (n.peak.RSS / n.idle.RSS), Target: "≤ 1.5x idle", Status: metIf(x <= 1.5)})
+		Ratio:    x / (n.peak.RSS / n.idle.RSS), Target: "≤ 1.5x idle", Status: metIf(x <= 1.5)})
 	r.add(Row{Comparison: cmp, Metric: "peak anonymous memory", Kouple: mb(k.peak.Anon), Baseline: mb(n.peak.Anon), Ratio: k.peak.Anon / n.peak.Anon})
 	r.add(Row{Comparison: cmp, Metric: "time until all answered", Kouple: ms(k.took), Baseline: ms(n.took), Ratio: ratio(k.took, n.took)})
 	r.add(Row{Comparison: cmp, Metric: "waits on a base service", Kouple: "not measured: no base-service wait yet", Baseline: "-"})

@@ -67,3 +67,16 @@ func benchLoadCmd() *cobra.Command {
 	cmd.Flags().DurationVarP(&d, "duration", "d", 2*time.Second, "how long")
 	return cmd
 }
+
+// benchGRPCCmd is the gRPC echo server of kouple bench's call comparison.
+func benchGRPCCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    "bench-grpc ADDR",
+		Short:  "gRPC echo server of kouple bench",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return bench.ServeGRPC(cmd.Context(), args[0])
+		},
+	}
+}
