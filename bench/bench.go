@@ -4,6 +4,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -24,7 +25,10 @@ type Config struct {
 	Only []string
 	// Sizes, when set, replace the suite's counts (used by the test to run the plumbing small).
 	Sizes *Sizes
-	Log   io.Writer
+	// CacheDir, when set, is the warm compile cache instead of a new one in the run's temporary directory (the
+	// test shares its package's cache). Uncached installs always use a new, empty one.
+	CacheDir string
+	Log      io.Writer
 }
 
 // Sizes are the counts of a suite.
@@ -153,7 +157,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}
 	rep := &Report{Started: time.Now(), Quick: cfg.Quick, Sizes: sizes}
-	r := &runner{cfg: cfg, sizes: sizes, tmp: tmp, rep: rep, cacheDir: filepath.Join(tmp, "cache")}
+	r := &runner{cfg: cfg, sizes: sizes, tmp: tmp, rep: rep, cacheDir: cmp.Or(cfg.CacheDir, filepath.Join(tmp, "cache"))}
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {
 		cancel()
