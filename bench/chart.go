@@ -15,7 +15,7 @@ import (
 	"golang.org/x/image/math/fixed"
 )
 
-// Chart draws the rows that have a ratio as horizontal bars on a log scale from 0.01x to 100x, with the 1.0
+// Chart draws the rows that have a ratio as horizontal bars on a log scale from 0.01x to 1000x, with the 1.0
 // line (as good as the baseline) marked; green bars are below 1 (less time or memory), except requests/s, where
 // above 1 is better.
 func (rep *Report) Chart(w io.Writer) error {
@@ -40,14 +40,14 @@ func (rep *Report) Chart(w io.Writer) error {
 		d := font.Drawer{Dst: img, Src: image.NewUniform(c), Face: basicfont.Face7x13, Dot: fixed.P(x, y)}
 		d.DrawString(ascii.Replace(s))
 	}
-	lo, hi := math.Log10(0.01), math.Log10(100)
+	lo, hi := math.Log10(0.01), math.Log10(1000)
 	xOf := func(v float64) int {
 		l := math.Max(lo, math.Min(hi, math.Log10(v)))
 		return labelW + int((l-lo)/(hi-lo)*barW)
 	}
 	text(pad, 18, "Kouple / baseline (log scale; 1.0 = same as the baseline)", color.Black)
 	grey := color.RGBA{200, 200, 200, 255}
-	for _, t := range []float64{0.01, 0.1, 1, 10, 100} {
+	for _, t := range []float64{0.01, 0.1, 1, 10, 100, 1000} {
 		x := xOf(t)
 		c := grey
 		if t == 1 {

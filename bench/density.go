@@ -2,8 +2,11 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
+	goruntime "runtime"
+	"sync"
 	"time"
 
 	"github.com/kouple/kouple/manifest"
@@ -35,15 +38,23 @@ func (r *runner) density(ctx context.Context, rt string) error {
 			b.stop()
 			return err
 		}
-		for _, a := range variants[:n] {
-			if err := b.install(a); err != nil {
-				b.stop()
-				return err
-			}
-			if _, err := get(client, b.gateway+a.contextPath+"/"); err != nil {
-				b.stop()
-				return err
-			}
+		// Installs run side by side, one per CPU, as a base's static modules of one priority do.
+		errs := make([]error, n)
+		sem := make(chan struct{}, goruntime.NumCPU())
+		var wg sync.WaitGroup
+		for i, a := range variants[:n] {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				if errs[i] = b.install(a); errs[i] == nil {
+					_, errs[i] = get(client, b.gateway+a.contextPath+"/")
+				}
+			})
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			b.stop()
+			return err
 		}
 		time.Sleep(time.Second)
 		full, err := b.memory()

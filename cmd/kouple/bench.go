@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -45,6 +46,11 @@ this binary. Modules are built from the Kouple repository: --repo, else the curr
 	cmd.Flags().BoolVar(&cfg.Quick, "quick", false, "the quick suite: smaller N and counts (under 3 minutes on 2 cores)")
 	cmd.Flags().StringVar(&out, "out", "", "directory for table.md and chart.png")
 	cmd.Flags().StringVar(&cfg.Repo, "repo", ".", "the Kouple repository (its examples are built)")
+	cacheDir := filepath.Join(os.TempDir(), "kouple-bench-cache")
+	if d, err := os.UserCacheDir(); err == nil {
+		cacheDir = filepath.Join(d, "kouple", "bench-wasm")
+	}
+	cmd.Flags().StringVar(&cfg.CacheDir, "cache-dir", cacheDir, "compile cache kept across runs (the uncached install uses a fresh one); empty: a new one per run")
 	cmd.Flags().StringSliceVar(&cfg.Only, "only", nil, "run only these comparisons (deploy, density, calls, serving, concurrency, churn)")
 	return cmd
 }
