@@ -1,0 +1,219 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// proc is a child process the bench started; stop kills it and waits for it.
+type proc struct {
+	cmd    *exec.Cmd
+	out    *syncBuffer
+	exited chan struct{}
+}
+
+func startProc(ctx context.Context, name string, args, env []string) (*proc, error) {
+	p := &proc{out: &syncBuffer{}, exited: make(chan struct{})}
+	p.cmd = exec.CommandContext(ctx, name, args...)
+	p.cmd.Env = append(os.Environ(), env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	p.cmd.WaitDelay = 5 * time.Second
+	if err := p.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		p.cmd.Wait()
+		close(p.exited)
+	}()
+	return p, nil
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func (p *proc) stop() {
+	select {
+	case <-p.exited:
+		return
+	default:
+	}
+	p.cmd.Process.Kill()
+	<-p.exited
+}
+
+// waitHTTP polls url until it answers 200, the process exits or timeout passes.
+func (p *proc) waitHTTP(url string, timeout time.Duration) error {
+	client := &http.Client{Timeout: 2 * time.Second}
+	for deadline := time.Now().Add(timeout); ; time.Sleep(2 * time.Millisecond) {
+		select {
+		case <-p.exited:
+			return fmt.Errorf("%s exited: %s", filepath.Base(p.cmd.Path), p.out.String())
+		default:
+		}
+		if resp, err := client.Get(url); err == nil {
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not answer within %s: %s", url, timeout, p.out.String())
+		}
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(b []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.b.Len() > 1<<20 { // keep the head: enough to say why a child failed
+		return len(b), nil
+	}
+	return s.b.Write(b)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return strings.TrimSpace(s.b.String())
+}
+
+func freeAddr() (string, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer l.Close()
+	return l.Addr().String(), nil
+}
+
+// memory is a process's resident memory from /proc/PID/status, in bytes.
+type memory struct{ RSS, Anon float64 }
+
+func readMemory(pid int) (memory, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return memory{}, err
+	}
+	var m memory
+	for _, line := range strings.Split(string(data), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		kb, _ := strconv.ParseFloat(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 64)
+		switch k {
+		case "VmRSS":
+			m.RSS = kb * 1024
+		case "RssAnon":
+			m.Anon = kb * 1024
+		}
+	}
+	if m.RSS == 0 {
+		return m, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	}
+	return m, nil
+}
+
+// baseProc is a `kouple base` child process.
+type baseProc struct {
+	*proc
+	gateway, agent string
+	client         *http.Client
+}
+
+// startBase runs `kouple base` on free loopback ports with a data dir under tmp and the given compile cache.
+func (r *runner) startBase(ctx context.Context, cacheDir string) (*baseProc, error) {
+	httpAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	agentAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	dataDir, err := os.MkdirTemp(r.tmp, "base-")
+	if err != nil {
+		return nil, err
+	}
+	p, err := startProc(ctx, r.cfg.Exe, []string{"base", "--http", httpAddr, "--agent", agentAddr, "--data-dir", dataDir,
+		"--cache-dir", cacheDir, "--log-level", "warn"}, nil)
+	if err != nil {
+		return nil, err
+	}
+	b := &baseProc{proc: p, gateway: "http://" + httpAddr, agent: "http://" + agentAddr, client: &http.Client{Timeout: 5 * time.Minute}}
+	r.cleanup(b.stop)
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		select {
+		case <-p.exited:
+			return nil, fmt.Errorf("base exited at start: %s", p.out.String())
+		default:
+		}
+		if resp, err := http.Post(b.agent+"/health", "application/json", strings.NewReader("{}")); err == nil {
+			resp.Body.Close()
+			return b, nil
+		}
+		if time.Now().After(deadline) {
+			b.stop()
+			return nil, fmt.Errorf("base did not answer within 60 s: %s", p.out.String())
+		}
+	}
+}
+
+func (b *baseProc) command(path string, body any) error {
+	data, _ := json.Marshal(body)
+	resp, err := b.client.Post(b.agent+path, "application/json", bytes.NewReader(data))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	var env struct{ Code, Message string }
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &env); err != nil {
+		return fmt.Errorf("%s: %v: %s", path, err, raw)
+	}
+	if env.Code != "SUCCESS" {
+		return fmt.Errorf("%s: %s %s", path, env.Code, raw)
+	}
+	return nil
+}
+
+func (b *baseProc) install(a *artifactFile) error {
+	return b.command("/installBiz", map[string]any{"bizUrl": "file://" + a.path, "bizName": a.name, "bizVersion": a.version, "activate": true})
+}
+
+func (b *baseProc) uninstall(a *artifactFile) error {
+	return b.command("/uninstallBiz", map[string]any{"bizName": a.name, "bizVersion": a.version})
+}
+
+func (b *baseProc) memory() (memory, error) { return readMemory(b.pid()) }
+
+// get fetches url and fails unless it answers 200.
+func get(client *http.Client, url string) ([]byte, error) {
+	resp, err := client.Get(url)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("GET %s: %d %s", url, resp.StatusCode, body)
+	}
+	return body, err
+}
