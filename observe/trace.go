@@ -138,7 +138,9 @@ func CleanRequestID(s string) string { return cleanID(s) }
 type traceKey struct{}
 
 // WithTrace returns ctx carrying t.
-func WithTrace(ctx context.Context, t Trace) context.Context { return context.WithValue(ctx, traceKey{}, t) }
+func WithTrace(ctx context.Context, t Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, t)
+}
 
 // TraceFrom is the trace ctx carries, if any.
 func TraceFrom(ctx context.Context) (Trace, bool) {
