@@ -272,9 +272,15 @@ func (h *hubHandler) Handle(ctx context.Context, r slog.Record) error {
 			if rec.Attrs == nil {
 				rec.Attrs = map[string]any{}
 			}
-			rec.Attrs[a.Key] = a.Value.Any()
-			if err, ok := rec.Attrs[a.Key].(error); ok {
-				rec.Attrs[a.Key] = err.Error()
+			switch v := a.Value.Any().(type) {
+			case error:
+				rec.Attrs[a.Key] = v.Error()
+			case time.Duration:
+				rec.Attrs[a.Key] = v.String()
+			case fmt.Stringer:
+				rec.Attrs[a.Key] = v.String()
+			default:
+				rec.Attrs[a.Key] = v
 			}
 		}
 	}

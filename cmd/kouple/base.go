@@ -61,6 +61,8 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.StringVar(&cfg.Version, "version", "1.0.0", "base version")
 	f.StringVar(&cfg.Cluster, "cluster", "default", "cluster name")
 	f.StringVar(&cfg.Env, "env", "dev", "environment")
+	f.StringVar(&cfg.LogDir, "log-dir", "", "also write each module's log records to DIR/NAME.log (JSON lines, rotated at 10 MiB, 3 kept)")
+	f.IntVar(&cfg.LogRecords, "log-records", 2000, "log records kept in memory per module version (kouple logs)")
 	var authMode string
 	f.StringVar(&authMode, "auth", "auto", "auto: credentials required when the agent listens beyond loopback; always: on loopback too")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "take agent requests without credentials beyond loopback (trusted networks only)")

@@ -15,7 +15,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(baseCmd(), buildCmd(), inspectCmd(), deployCmd(), undeployCmd(), switchCmd(), statusCmd(), gcCmd(), newCmd())
+	root.AddCommand(baseCmd(), buildCmd(), inspectCmd(), deployCmd(), undeployCmd(), switchCmd(), statusCmd(), logsCmd(), gcCmd(), newCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "kouple:", err)
 		os.Exit(1)

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"log/slog"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/tetratelabs/wazero"
@@ -113,7 +115,8 @@ func logJSONLine(l *slog.Logger, line []byte, stream string) bool {
 	}
 	attrs := make([]slog.Attr, 0, len(obj)+1)
 	attrs = append(attrs, slog.String("stream", stream))
-	for k, v := range obj {
+	for _, k := range slices.Sorted(maps.Keys(obj)) {
+		v := obj[k]
 		switch k {
 		case "msg", "level", "time", "stream", "module", "version":
 			continue
