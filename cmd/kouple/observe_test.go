@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -158,6 +159,17 @@ func TestLogsPerModule(t *testing.T) {
 	}
 	if out := b.mustCLI("logs", "--base-logs"); !strings.Contains(out, "base started") || strings.Contains(out, "hello@") {
 		t.Errorf("the base's own logs:\n%s", out)
+	}
+
+	// Followers do not hold the base's shutdown (which would wait up to its 30 s drain), and end with it.
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	b.waitExit(25 * time.Second)
+	for _, f := range []*follower{fh, fn} {
+		select {
+		case <-f.done:
+		case <-time.After(25 * time.Second):
+			t.Error("a follower did not end when the base stopped")
+		}
 	}
 }
 
