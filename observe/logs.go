@@ -36,10 +36,13 @@ type Filter struct {
 }
 
 func (f Filter) match(r *Record) bool {
+	if r.Time.Before(f.Since) {
+		return false
+	}
 	if f.Base {
 		return r.Module == ""
 	}
-	return r.Module == f.Module && (f.Version == "" || r.Version == f.Version) && !r.Time.Before(f.Since)
+	return r.Module == f.Module && (f.Version == "" || r.Version == f.Version)
 }
 
 // Hub keeps the last records of each module version in a ring of its own, so that one chatty module cannot

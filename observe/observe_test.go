@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestTraceparent(t *testing.T) {
@@ -65,6 +66,9 @@ func TestHubSeparatesModules(t *testing.T) {
 	}
 	if own := h.Query(Filter{Base: true}); len(own) != 1 || own[0].Message != "base's own" {
 		t.Errorf("base records %+v", own)
+	}
+	if late := h.Query(Filter{Base: true, Since: time.Now().Add(time.Hour)}); len(late) != 0 {
+		t.Errorf("base records from the future: %+v", late)
 	}
 	for range 5 {
 		r := <-sub.C()
