@@ -363,7 +363,7 @@ func (m *Module) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		msg += "; an instance failed: " + m.lastFailure
 	}
 	m.mu.Unlock()
-	m.logger.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	m.logger.WarnContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err) // the context carries the request id
 	http.Error(w, msg, http.StatusBadGateway)
 }
 
