@@ -49,6 +49,7 @@ func (f Filter) match(r *Record) bool {
 // push another's lines out, and hands new records to followers.
 type Hub struct {
 	size     int
+	maxBytes int
 	maxRings int
 	mu       sync.Mutex
 	seq      uint64
@@ -60,15 +61,28 @@ type Hub struct {
 type ringKey struct{ module, version string }
 
 type ring struct {
-	recs []Record // at most size; next is the oldest once full
-	next int
-	last uint64 // seq of the latest record, to evict the quietest ring
+	recs  []Record // oldest first: at most size records and maxBytes (estimated)
+	bytes int
+	last  uint64 // seq of the latest record, to evict the quietest ring
+}
+
+// cost estimates the memory a record holds.
+func cost(r *Record) int {
+	n := 160 + len(r.Message) + len(r.RequestID) + len(r.TraceID)
+	for k, v := range r.Attrs {
+		n += 32 + len(k)
+		if s, ok := v.(string); ok {
+			n += len(s)
+		}
+	}
+	return n
 }
 
 // HubConfig configures a hub; zero values take the defaults.
 type HubConfig struct {
-	PerVersion int // records kept per module version; default 2000
-	MaxRings   int // module versions kept; the least recently written is forgotten first; default 256
+	PerVersion      int // records kept per module version; default 2000
+	PerVersionBytes int // and at most about this much memory per module version; default 1 MiB
+	MaxRings        int // module versions kept; the least recently written is forgotten first; default 64
 	// Dir, if set, receives every record as a JSON line in <Dir>/<module>.log (the base's own in
 	// <Dir>/_base.log), rotated to .1, .2, .3 past MaxFileBytes.
 	Dir          string
@@ -79,7 +93,8 @@ type HubConfig struct {
 func NewHub(cfg HubConfig) (*Hub, error) {
 	h := &Hub{
 		size:     cmp.Or(cfg.PerVersion, 2000),
-		maxRings: cmp.Or(cfg.MaxRings, 256),
+		maxBytes: cmp.Or(cfg.PerVersionBytes, 1<<20),
+		maxRings: cmp.Or(cfg.MaxRings, 64),
 		rings:    map[ringKey]*ring{},
 		subs:     map[*Subscription]struct{}{},
 	}
@@ -107,11 +122,18 @@ func (h *Hub) Add(r Record) {
 		rg = &ring{}
 		h.rings[k] = rg
 	}
-	if len(rg.recs) < h.size {
-		rg.recs = append(rg.recs, r)
-	} else {
-		rg.recs[rg.next] = r
-		rg.next = (rg.next + 1) % h.size
+	rg.recs = append(rg.recs, r)
+	rg.bytes += cost(&r)
+	drop := 0
+	for len(rg.recs)-drop > 1 && (len(rg.recs)-drop > h.size || rg.bytes > h.maxBytes) {
+		rg.bytes -= cost(&rg.recs[drop])
+		drop++
+	}
+	if drop > 0 {
+		// Reslicing from the front is amortized O(1): append moves the live records to a new array when
+		// the old one's end is reached, and the dropped ones go with the old array.
+		clear(rg.recs[:drop])
+		rg.recs = rg.recs[drop:]
 	}
 	rg.last = r.Seq
 	for s := range h.subs {
@@ -150,7 +172,7 @@ func (h *Hub) Query(f Filter) []Record {
 			continue
 		}
 		for i := range rg.recs {
-			r := &rg.recs[(rg.next+i)%len(rg.recs)]
+			r := &rg.recs[i]
 			if f.match(r) {
 				out = append(out, *r)
 			}

@@ -31,6 +31,30 @@ func TestTraceparent(t *testing.T) {
 	}
 }
 
+// TestHubBounds: a ring keeps its count and byte bounds however much is logged.
+func TestHubBounds(t *testing.T) {
+	h, _ := NewHub(HubConfig{PerVersion: 100, PerVersionBytes: 64 << 10})
+	long := strings.Repeat("x", 4<<10)
+	for i := range 10000 {
+		msg := "short"
+		if i%2 == 0 {
+			msg = long
+		}
+		h.Add(Record{Module: "m", Version: "1", Message: msg, Time: time.Now()})
+	}
+	recs := h.Query(Filter{Module: "m"})
+	total := 0
+	for i := range recs {
+		total += cost(&recs[i])
+	}
+	if len(recs) > 100 || total > 64<<10 || len(recs) < 10 {
+		t.Errorf("kept %d records, %d bytes", len(recs), total)
+	}
+	if recs[len(recs)-1].Seq != 10000 {
+		t.Errorf("the latest record is not kept: %d", recs[len(recs)-1].Seq)
+	}
+}
+
 func TestHubSeparatesModules(t *testing.T) {
 	dir := t.TempDir()
 	h, err := NewHub(HubConfig{PerVersion: 3, Dir: dir, MaxFileBytes: 300})
