@@ -41,8 +41,11 @@ func Serve() {
 		os.Exit(3)
 	}
 	acceptCallContext(1)
-	// Inside a base, slog writes JSON lines the base keeps as structured records of this module.
-	slog.SetDefault(slog.New(logHandler(os.Stderr)))
+	// Inside a base, slog writes JSON lines the base keeps as structured records of this module — unless
+	// the module set a default logger of its own.
+	if fmt.Sprintf("%T", slog.Default().Handler()) == "*slog.defaultHandler" {
+		slog.SetDefault(slog.New(logHandler(os.Stderr)))
+	}
 	callsFile = os.NewFile(callsFD, "kouple-calls")
 	cl, err := net.FileListener(callsFile)
 	if err != nil {
