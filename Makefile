@@ -6,7 +6,7 @@ export KOUPLE_TEST_CACHE ?= $(or $(TMPDIR),/tmp)/kouple-test-wazero-cache
 
 # Packages whose tests also run under the race detector. Compiling wasm in a -race binary is ~11x slower, so
 # the race run comes second and finds compiled code in the cache the first run filled.
-RACE_PKGS := ./artifact/... ./manifest/... ./runtime/...
+RACE_PKGS := ./artifact/... ./manifest/... ./runtime/... ./observe/... ./agent/...
 
 DEMO_DIR := $(CURDIR)/.cache/demo
 EXAMPLES := hello notes greeter

@@ -42,9 +42,11 @@ type Agent struct {
 	ops     *opLog
 	auth    *Auth
 
-	ctx    context.Context // ends at Close: asynchronous operations are abandoned
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	streams     chan struct{} // closed by StopStreams: log followers end
+	streamsOnce sync.Once
+	ctx         context.Context // ends at Close: asynchronous operations are abandoned
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
 }
 
 type command struct {
@@ -65,6 +67,8 @@ func init() {
 		"health":          {"base health: Go runtime, memory, CPU, modules; optional type, bizName, bizVersion", (*Agent).health},
 		"queryBizOps":     {"state of an asynchronous operation: requestId", (*Agent).queryOps},
 		"gc":              {"remove stored artifacts that no module version uses any more", (*Agent).gc},
+		"logs":            {"a module's log records: bizName (or base: true for the base's own), optional bizVersion, since (a duration such as 5m, or an RFC 3339 time), follow (stream newline-delimited JSON records until the client goes away)", nil},
+		"metrics":         {"Prometheus metrics (also GET /metrics): modules by module and version, base, Go runtime", nil},
 	}
 }
 
@@ -76,7 +80,7 @@ func New(b Backend, auth *Auth, logger *slog.Logger) *Agent {
 	if auth == nil {
 		auth = NewAuth(false, logger)
 	}
-	a := &Agent{backend: b, logger: logger, ops: newOpLog(), auth: auth}
+	a := &Agent{backend: b, logger: logger, ops: newOpLog(), auth: auth, streams: make(chan struct{})}
 	a.ctx, a.cancel = context.WithCancel(context.Background())
 	return a
 }
@@ -103,6 +107,10 @@ func badRequest(format string, args ...any) error {
 
 func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	name := strings.Trim(r.URL.Path, "/")
+	if name == "metrics" && (r.Method == http.MethodGet || r.Method == http.MethodPost) {
+		a.serveMetrics(w, r) // Prometheus scrapes with GET (observe.go)
+		return
+	}
 	if r.Method != http.MethodPost {
 		a.reply(w, http.StatusMethodNotAllowed, Envelope{Code: CodeFailed, Message: fmt.Sprintf("%s /%s: the agent takes POST with a JSON body", r.Method, name)})
 		return
@@ -128,6 +136,10 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err = fmt.Errorf("the request body is larger than %d KiB", MaxBody>>10)
 		}
 		a.reply(w, status, Envelope{Code: CodeFailed, Message: err.Error()})
+		return
+	}
+	if name == "logs" {
+		a.serveLogs(w, r, body) // it may stream (observe.go)
 		return
 	}
 	data, err := cmd.run(a, r.Context(), body)

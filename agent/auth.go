@@ -18,7 +18,7 @@ import (
 type Role int
 
 const (
-	RoleRead  Role = iota + 1 // help, queryAllBiz, health, queryBizOps, metrics
+	RoleRead  Role = iota + 1 // help, queryAllBiz, health, queryBizOps, metrics, logs
 	RoleAdmin                 // everything
 )
 
@@ -33,7 +33,7 @@ func (r Role) String() string {
 }
 
 // readCommands are the commands a read credential may run.
-var readCommands = map[string]bool{"help": true, "queryAllBiz": true, "health": true, "queryBizOps": true, "metrics": true}
+var readCommands = map[string]bool{"help": true, "queryAllBiz": true, "health": true, "queryBizOps": true, "metrics": true, "logs": true}
 
 // Auth decides who may run which command.
 type Auth struct {

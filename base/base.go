@@ -26,6 +26,7 @@ import (
 	"github.com/kouple/kouple/artifact"
 	"github.com/kouple/kouple/manifest"
 	"github.com/kouple/kouple/module"
+	"github.com/kouple/kouple/observe"
 	"github.com/kouple/kouple/runtime"
 	"github.com/kouple/kouple/runtime/wasm"
 	"github.com/kouple/kouple/services"
@@ -67,7 +68,11 @@ type Config struct {
 	DrainTimeout time.Duration
 	// ArtifactGrace is how long an unused artifact is kept before garbage collection.
 	ArtifactGrace time.Duration
-	Logger        *slog.Logger
+	// LogDir, if set, receives each module's log records as JSON lines in <LogDir>/<module>.log (the base's own
+	// in _base.log), rotated by size; LogRecords bounds the records kept in memory per module version.
+	LogDir     string
+	LogRecords int
+	Logger     *slog.Logger
 }
 
 // DefaultDataDir is the data dir used when none is given: $HOME/.kouple/base.
@@ -102,6 +107,8 @@ type Base struct {
 	wasm     *wasm.Runtime
 	registry *module.Registry
 	agent    *agent.Agent
+	logs     *observe.Hub // every module version's log records, and the base's own
+	metrics  *metrics
 	id       string
 	started  time.Time
 
@@ -136,6 +143,15 @@ func New(cfg Config) (*Base, error) {
 		st.Close()
 		return nil, fmt.Errorf("data dir %s: %w", cfg.DataDir, err)
 	}
+	logs, err := observe.NewHub(observe.HubConfig{PerVersion: cfg.LogRecords, Dir: cfg.LogDir})
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	// Every record of the base goes through the hub: a module's (its logger carries module and version
+	// attributes, given by the registry) into that module version's ring, the base's own into its ring; all
+	// still reach the configured logger.
+	cfg.Logger = slog.New(logs.Handler(cfg.Logger.Handler()))
 	ownCache := cfg.CacheDir == ""
 	if ownCache {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache", "wasm")
@@ -154,7 +170,9 @@ func New(cfg Config) (*Base, error) {
 		serveErr: make(chan error, 2),
 		stop:     make(chan struct{}),
 		ownCache: ownCache,
+		logs:     logs,
 	}
+	b.metrics = newMetrics(b)
 	b.registry = module.NewRegistry(map[string]runtime.Runtime{"wasm": w}, cfg.Logger)
 	b.registry.SetJournal(journal{st})
 	b.policy = &b.cfg.Services
@@ -210,6 +228,12 @@ func (b *Base) Service(name string) *services.Service {
 // Granted lists the capabilities of a module version that this base grants.
 func (b *Base) Granted(m *manifest.Manifest) []string { return b.policy.Granted(m) }
 
+// Logs is the base's log hub: each module version's records, and the base's own.
+func (b *Base) Logs() *observe.Hub { return b.logs }
+
+// MetricsHandler serves the base's metrics in the Prometheus format (the agent's /metrics).
+func (b *Base) MetricsHandler() http.Handler { return b.metrics.Handler() }
+
 // Identity is the base's persisted identity.
 func (b *Base) Identity() string { return b.id }
 
@@ -235,6 +259,7 @@ func (b *Base) Start(ctx context.Context) error {
 	b.installStatic(ctx)
 	b.gatewaySrv = &http.Server{Handler: b, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(b.logger.Handler(), slog.LevelWarn)}
 	b.agentSrv = &http.Server{Handler: b.agent, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(b.logger.Handler(), slog.LevelWarn)}
+	b.agentSrv.RegisterOnShutdown(b.agent.StopStreams) // log followers must not hold the shutdown
 	if b.cfg.TLSCert != "" {
 		tc, err := serverTLS(b.cfg.TLSCert, b.cfg.TLSKey, b.cfg.ClientCA)
 		if err != nil {
@@ -345,6 +370,7 @@ func (b *Base) Shutdown(ctx context.Context) error {
 		b.agent.Close()
 		b.registry.Close(ctx)
 		errs = append(errs, b.wasm.Close(context.Background()), b.sql.Close(), b.kv.Close(), b.store.Close())
+		b.logs.Close()
 		b.logger.Info("base stopped")
 	})
 	return errors.Join(errs...)

@@ -30,6 +30,14 @@ func CallRaw(ctx context.Context, target, method string, payload []byte) ([]byte
 		return nil, fmt.Errorf("call %s.%s: %w", target, method, err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if t := traceOf(ctx); t.traceparent != "" || t.requestID != "" {
+		if t.traceparent != "" {
+			req.Header.Set("Traceparent", t.traceparent)
+		}
+		if t.requestID != "" {
+			req.Header.Set("X-Request-Id", t.requestID)
+		}
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("call %s.%s: %w", target, method, err)

@@ -14,6 +14,11 @@ import (
 //go:wasmimport kouple_v1 call
 func hostCall(target unsafe.Pointer, targetLen uint32, method unsafe.Pointer, methodLen uint32, in unsafe.Pointer, inLen uint32, deadline int64, fd *int32) uint32
 
+// call_ctx is call with the caller's trace context (docs/abi.md, "Trace context").
+//
+//go:wasmimport kouple_v1 call_ctx
+func hostCallCtx(target unsafe.Pointer, targetLen uint32, method unsafe.Pointer, methodLen uint32, in unsafe.Pointer, inLen uint32, tctx unsafe.Pointer, tctxLen uint32, deadline int64, fd *int32) uint32
+
 // Result status bytes on a call descriptor (docs/abi.md).
 const (
 	callOK    = 0
@@ -30,11 +35,21 @@ func CallRaw(ctx context.Context, target, method string, payload []byte) ([]byte
 		deadline = d.UnixNano()
 	}
 	var fd int32
-	errno := hostCall(
-		unsafe.Pointer(unsafe.StringData(target)), uint32(len(target)),
-		unsafe.Pointer(unsafe.StringData(method)), uint32(len(method)),
-		unsafe.Pointer(unsafe.SliceData(payload)), uint32(len(payload)),
-		deadline, &fd)
+	var errno uint32
+	if tctx := encodeTrace(traceOf(ctx)); tctx != "" {
+		errno = hostCallCtx(
+			unsafe.Pointer(unsafe.StringData(target)), uint32(len(target)),
+			unsafe.Pointer(unsafe.StringData(method)), uint32(len(method)),
+			unsafe.Pointer(unsafe.SliceData(payload)), uint32(len(payload)),
+			unsafe.Pointer(unsafe.StringData(tctx)), uint32(len(tctx)),
+			deadline, &fd)
+	} else {
+		errno = hostCall(
+			unsafe.Pointer(unsafe.StringData(target)), uint32(len(target)),
+			unsafe.Pointer(unsafe.StringData(method)), uint32(len(method)),
+			unsafe.Pointer(unsafe.SliceData(payload)), uint32(len(payload)),
+			deadline, &fd)
+	}
 	if errno != 0 {
 		return nil, fmt.Errorf("call %s.%s: the base refused the call (errno %d)", target, method, errno)
 	}

@@ -15,7 +15,7 @@ import (
 // flag named "addr" if the program defines one, else $KOUPLE_ADDR, else :$PORT, else :8080. It exits the
 // program if the listener fails.
 func Serve() {
-	h := withCalls(mustHandler())
+	h := withTrace(withCalls(mustHandler()))
 	addr := listenAddr()
 	slog.Info("serving standalone", "addr", addr)
 	err := http.ListenAndServe(addr, h)

@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"os"
@@ -22,16 +23,28 @@ const (
 //go:wasmimport kouple_v1 abi_version
 func abiVersion(v uint32) uint32
 
+// accept_call_context: importing it tells the base that this module's call frames may carry a trace context
+// (docs/abi.md, "Trace context").
+//
+//go:wasmimport kouple_v1 accept_call_context
+func acceptCallContext(v uint32) uint32
+
 // The listeners' files are kept for the life of the module: their finalizers would close the descriptors.
 var listenerFile, callsFile *os.File
 
 // Serve serves the registered handler on the listener the base provides. It returns only when the base
 // closes the listener, and then exits the module.
 func Serve() {
-	h := mustHandler()
+	h := withTrace(mustHandler())
 	if errno := abiVersion(ABIVersion); errno != 0 {
 		fmt.Fprintf(os.Stderr, "kouple sdk: the base refused module ABI v%d (errno %d): rebuild the module with the SDK that matches the base\n", ABIVersion, errno)
 		os.Exit(3)
+	}
+	acceptCallContext(1)
+	// Inside a base, slog writes JSON lines the base keeps as structured records of this module — unless
+	// the module set a default logger of its own.
+	if fmt.Sprintf("%T", slog.Default().Handler()) == "*slog.defaultHandler" {
+		slog.SetDefault(slog.New(logHandler(os.Stderr)))
 	}
 	callsFile = os.NewFile(callsFD, "kouple-calls")
 	cl, err := net.FileListener(callsFile)
@@ -78,6 +91,15 @@ func serveCall(c net.Conn) {
 	}
 	name, payload := string(req[10:10+n]), req[10+n:]
 	ctx := context.Background()
+	// The base sends a context (2-byte length, then header lines) because this module imports
+	// accept_call_context.
+	if len(payload) < 2 || len(payload) < 2+int(binary.LittleEndian.Uint16(payload)) {
+		c.Write(append([]byte{callError}, "malformed call"...))
+		return
+	}
+	cl := int(binary.LittleEndian.Uint16(payload))
+	ctx = decodeTrace(ctx, string(payload[2:2+cl]))
+	payload = payload[2+cl:]
 	if deadline != 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, time.Unix(0, deadline))

@@ -66,6 +66,8 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.StringArrayVar(&cfg.Services.Deny, "deny", nil, "capability the base refuses to modules even when requested (sql, kv, kv:NS, config, ...); repeatable")
 	f.StringArrayVar(&cfg.Services.Allow, "grant", nil, "grant a capability that needs the operator: CAP or MODULE=CAP (custom services: service:NAME); repeatable")
 	f.StringToStringVar(&cfg.SharedConfig, "share-config", nil, "KEY=VALUE every module granted \"config\" can read; repeatable")
+	f.StringVar(&cfg.LogDir, "log-dir", "", "also write each module's log records to DIR/NAME.log (JSON lines, rotated at 10 MiB, 3 kept)")
+	f.IntVar(&cfg.LogRecords, "log-records", 2000, "log records kept in memory per module version (kouple logs)")
 	var authMode string
 	f.StringVar(&authMode, "auth", "auto", "auto: credentials required when the agent listens beyond loopback; always: on loopback too")
 	f.BoolVar(&cfg.Insecure, "insecure", false, "take agent requests without credentials beyond loopback (trusted networks only)")

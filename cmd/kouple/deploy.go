@@ -195,14 +195,15 @@ func statusCmd() *cobra.Command {
 				return fmt.Errorf("-o %q: use table or json", output)
 			}
 			w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(w, "NAME\tVERSION\tSTATE\tACTIVE\tINSTANCES\tMEMORY\tREQUESTS\tERRORS\tPATH")
+			fmt.Fprintln(w, "NAME\tVERSION\tSTATE\tACTIVE\tINSTANCES\tMEMORY\tREQUESTS\tERRORS\tIN-FLIGHT\tRESTARTS\tPATH")
 			for _, in := range infos {
 				active := ""
 				if in.Active {
 					active = "*"
 				}
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%.1f MiB\t%d\t%d\t%s\n", in.BizName, in.BizVersion, in.BizState, active,
-					in.Stats.Instances, float64(in.Stats.MemoryBytes)/(1<<20), in.Stats.Requests, in.Stats.Errors, in.WebContextPath)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%.1f MiB\t%d\t%d\t%d\t%d\t%s\n", in.BizName, in.BizVersion, in.BizState, active,
+					in.Stats.Instances, float64(in.Stats.MemoryBytes)/(1<<20), in.Stats.Requests, in.Stats.Errors, in.Stats.InFlight,
+					in.Stats.Restarts, in.WebContextPath)
 			}
 			if len(infos) == 0 {
 				fmt.Fprintln(w, "(no modules)")

@@ -15,7 +15,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(baseCmd(), buildCmd(), inspectCmd(), deployCmd(), undeployCmd(), switchCmd(), statusCmd(), gcCmd(), newCmd(), keygenCmd(), signCmd(), verifyCmd(), pushCmd(), benchCmd(), benchLoadCmd(), benchGRPCCmd())
+	root.AddCommand(baseCmd(), buildCmd(), inspectCmd(), deployCmd(), undeployCmd(), switchCmd(), statusCmd(), logsCmd(), gcCmd(), newCmd(), keygenCmd(), signCmd(), verifyCmd(), pushCmd(), benchCmd(), benchLoadCmd(), benchGRPCCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "kouple:", err)
 		os.Exit(1)

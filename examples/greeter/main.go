@@ -19,7 +19,7 @@ func init() {
 		}
 		fmt.Fprintf(w, "greeter %s relays: %s\n", sdk.Version(), greeting)
 	})
-	sdk.Handle(mux)
+	sdk.Handle(sdk.LogRequests(mux)) // one structured log line per request: `kouple logs greeter`
 }
 
 func main() { sdk.Serve() }

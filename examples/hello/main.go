@@ -18,8 +18,11 @@ func init() {
 	mux.HandleFunc("GET /{$}", greet)
 	mux.HandleFunc("GET /wait", wait)
 	mux.HandleFunc("GET /events", events)
-	sdk.Handle(mux)
-	sdk.Export("greeting", func(ctx context.Context, _ struct{}) (string, error) { return greeting(), nil })
+	sdk.Handle(sdk.LogRequests(mux)) // one structured log line per request: `kouple logs hello`
+	sdk.Export("greeting", func(ctx context.Context, _ struct{}) (string, error) {
+		sdk.Logger(ctx).Info("greeting asked") // carries the caller's request and trace ids
+		return greeting(), nil
+	})
 }
 
 func main() { sdk.Serve() }

@@ -5,6 +5,7 @@ package main
 
 import "github.com/kouple/kouple/sdk"
 
-func init() { sdk.Handle(newServer()) }
+// LogRequests logs one structured line per request (`kouple logs notes`).
+func init() { sdk.Handle(sdk.LogRequests(newServer())) }
 
 func main() { sdk.Serve() }

@@ -42,6 +42,9 @@ func (m *Module) Call(ctx context.Context, method string, payload []byte) ([]byt
 	frame = binary.LittleEndian.AppendUint64(frame, uint64(deadline))
 	frame = binary.LittleEndian.AppendUint16(frame, uint16(len(method)))
 	frame = append(frame, method...)
+	if m.callContext {
+		frame = appendCallContext(frame, ctx) // the callee takes the caller's trace context (trace.go)
+	}
 	frame = append(frame, payload...)
 	_, err = c.Write(frame)
 	if err == nil {

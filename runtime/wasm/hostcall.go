@@ -7,6 +7,7 @@ import (
 
 	"github.com/tetratelabs/wazero/api"
 
+	"github.com/kouple/kouple/observe"
 	"github.com/kouple/kouple/runtime"
 )
 
@@ -30,6 +31,12 @@ func (in *instance) abiVersion(v uint32) uint16 {
 // call starts a host call and answers at once with a descriptor; the answer arrives on it when the call
 // finishes, so only the guest goroutine that reads it waits.
 func (in *instance) call(mod api.Module, s []uint64) uint16 {
+	return in.startCall(mod, s, nil)
+}
+
+// startCall is call and call_ctx (trace.go): s holds call's parameters; trace, if set, is the caller's trace
+// context, carried on to the callee.
+func (in *instance) startCall(mod api.Module, s []uint64, trace *observe.Trace) uint16 {
 	mem := mod.Memory()
 	target, ok1 := mem.Read(uint32(s[0]), uint32(s[1]))
 	method, ok2 := mem.Read(uint32(s[2]), uint32(s[3]))
@@ -47,6 +54,9 @@ func (in *instance) call(mod api.Module, s []uint64) uint16 {
 		ctx, cancel = context.WithDeadline(in.ctx, time.Unix(0, deadline))
 	} else {
 		ctx, cancel = context.WithCancel(in.ctx)
+	}
+	if trace != nil {
+		ctx = observe.WithTrace(ctx, *trace)
 	}
 	f := &future{inst: in, cancel: cancel}
 	fd := in.add(f)

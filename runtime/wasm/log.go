@@ -43,6 +43,9 @@ func (w *lineLogger) emit(line []byte) {
 	if len(line) == 0 {
 		return
 	}
+	if logJSONLine(w.logger, line, w.stream) { // a structured line (trace.go)
+		return
+	}
 	w.logger.Info(string(line), "stream", w.stream)
 }
 

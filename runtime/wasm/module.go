@@ -30,21 +30,22 @@ const (
 
 // Module is a loaded wasm module version: its own wazero runtime, its compiled code, and its instances.
 type Module struct {
-	manifest *manifest.Manifest
-	wrt      wazero.Runtime
-	cache    wazero.CompilationCache // this artifact's; closed with the module
-	compiled wazero.CompiledModule
-	env      map[string]string
-	host     runtime.Host
-	logger   *slog.Logger
-	budget   time.Duration                // CPU an instance may use without waiting
-	quantum  uint64                       // fuel between yields
-	event    func(reason, message string) // tells the registry what happened, or nil
-	slots    chan struct{}                // one token per request or call that may run at once
-	queued   atomic.Int64                 // requests waiting for a slot
-	maxQueue int64
-	refused  atomic.Uint64
-	cpuDead  atomic.Int64 // CPU time of instances that have ended
+	manifest    *manifest.Manifest
+	wrt         wazero.Runtime
+	cache       wazero.CompilationCache // this artifact's; closed with the module
+	compiled    wazero.CompiledModule
+	env         map[string]string
+	host        runtime.Host
+	logger      *slog.Logger
+	budget      time.Duration                // CPU an instance may use without waiting
+	quantum     uint64                       // fuel between yields
+	event       func(reason, message string) // tells the registry what happened, or nil
+	callContext bool                         // the guest's call frames carry a trace context (trace.go)
+	slots       chan struct{}                // one token per request or call that may run at once
+	queued      atomic.Int64                 // requests waiting for a slot
+	maxQueue    int64
+	refused     atomic.Uint64
+	cpuDead     atomic.Int64 // CPU time of instances that have ended
 
 	ctx    context.Context // ends when the module closes
 	cancel context.CancelFunc
@@ -365,7 +366,7 @@ func (m *Module) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		msg += "; an instance failed: " + m.lastFailure
 	}
 	m.mu.Unlock()
-	m.logger.Warn("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	m.logger.WarnContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err) // the context carries the request id
 	http.Error(w, msg, http.StatusBadGateway)
 }
 

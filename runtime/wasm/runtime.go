@@ -228,6 +228,7 @@ func (r *Runtime) newModule(ctx context.Context, m *manifest.Manifest, spec runt
 	mod.budget = cmp.Or(m.Limits.Budget(), r.cpuBudget)
 	mod.quantum = uint64(r.quantum)
 	mod.event = spec.Event
+	mod.callContext = importsCallContext(compiled)
 	return mod, nil
 }
 

@@ -47,6 +47,7 @@ func instantiateKouple(ctx context.Context, r wazero.Runtime, name string) error
 	b.NewFunctionBuilder().WithGoModuleFunction(api.GoModuleFunc(func(ctx context.Context, mod api.Module, stack []uint64) {
 		stack[0] = uint64(instanceOf(ctx).call(mod, stack))
 	}), []api.ValueType{i32, i32, i32, i32, i32, i32, i64, i32}, []api.ValueType{i32}).Export("call")
+	exportTrace(b) // call_ctx and accept_call_context (trace.go)
 	_, err := b.Instantiate(ctx)
 	return err
 }
