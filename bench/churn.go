@@ -35,7 +35,7 @@ func (r *runner) churn(ctx context.Context, rt string) error {
 		return err
 	}
 	// The RSS half-way tells a high-water mark (growth that stops) from a leak (growth with the cycles).
-	var mid memory
+	mid := before
 	began := time.Now()
 	for i := range r.sizes.Churn {
 		if err := cycle(); err != nil {

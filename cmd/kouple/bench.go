@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/signal"
 	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -26,7 +28,10 @@ this binary. Modules are built from the Kouple repository: --repo, else the curr
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.Log = os.Stderr
-			rep, err := bench.Run(cmd.Context(), cfg)
+			// Interrupted, the bench still stops its children and removes its temporary directory.
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			rep, err := bench.Run(ctx, cfg)
 			if err != nil {
 				return err
 			}
