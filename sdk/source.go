@@ -6,5 +6,5 @@ import "embed"
 // the Kouple repository (the module proxy does not serve the SDK's path). Programs that do not refer to it do
 // not carry it: the linker drops it.
 //
-//go:embed go.mod sdk.go export.go call.go call_wasip1.go call_native.go serve_wasip1.go serve_native.go
+//go:embed go.mod sdk.go export.go call.go call_wasip1.go call_native.go serve_wasip1.go serve_native.go module.go
 var Source embed.FS
