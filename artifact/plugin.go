@@ -105,10 +105,13 @@ type Dep struct {
 // Effective is the version that was really built: the replacement's when replaced ("" for a local directory).
 func (d Dep) Effective() string {
 	if d.Replace != nil {
-		if d.Replace.Version == "" {
+		if d.Replace.Version == "" || d.Replace.Version == "(devel)" {
 			return ""
 		}
 		return d.Replace.Path + "@" + d.Replace.Version
+	}
+	if d.Version == "(devel)" {
+		return ""
 	}
 	return d.Version
 }

@@ -24,6 +24,7 @@ import (
 	"github.com/kouple/kouple/agent"
 	"github.com/kouple/kouple/module"
 	"github.com/kouple/kouple/runtime"
+	"github.com/kouple/kouple/runtime/native"
 	"github.com/kouple/kouple/runtime/wasm"
 	"github.com/kouple/kouple/store"
 )
@@ -88,6 +89,7 @@ type Base struct {
 	logger   *slog.Logger
 	store    *store.Store
 	wasm     *wasm.Runtime
+	native   *native.Runtime // nil if this program cannot load plugins
 	registry *module.Registry
 	agent    *agent.Agent
 	id       string
@@ -139,7 +141,11 @@ func New(cfg Config) (*Base, error) {
 		stop:     make(chan struct{}),
 		ownCache: ownCache,
 	}
-	b.registry = module.NewRegistry(map[string]runtime.Runtime{"wasm": w}, cfg.Logger)
+	runtimes := map[string]runtime.Runtime{"wasm": w}
+	if b.native = newNative(cfg.DataDir, cfg.Logger); b.native != nil {
+		runtimes["native"] = b.native
+	}
+	b.registry = module.NewRegistry(runtimes, cfg.Logger)
 	b.registry.SetJournal(journal{st})
 	b.insecure = cfg.Insecure && !loopbackOnly(cfg.AgentAddr)
 	auth := agent.NewAuth(cfg.AuthAlways || !loopbackOnly(cfg.AgentAddr) && !cfg.Insecure, cfg.Logger)

@@ -195,8 +195,15 @@ func readManifest(data []byte) (*manifest.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if kind != artifact.KindWasm {
-		return nil, fmt.Errorf("a %s artifact: this base runs only wasm modules", kind)
+	if kind == artifact.KindPlugin {
+		info, err := artifact.ReadPlugin(data)
+		if err != nil {
+			return nil, err
+		}
+		if info.Manifest.Runtime != manifest.RuntimeNative {
+			return nil, fmt.Errorf("module %s: a Go plugin whose manifest says runtime %q: rebuild it with `kouple build --runtime native`", info.Manifest.ID(), info.Manifest.Runtime)
+		}
+		return info.Manifest, nil
 	}
 	info, err := artifact.ReadWasm(data)
 	if err != nil {
