@@ -216,14 +216,14 @@ func (r *Runtime) open(file string, spec sdk.LoadSpec) (reg *sdk.Loaded, err err
 		return nil, fmt.Errorf("this plugin file cannot be opened again: %s", why)
 	}
 	began := time.Now()
-	reg = sdk.BeginLoad(spec)
+	l := sdk.BeginLoad(spec)
 	defer func() {
 		sdk.EndLoad()
 		if p := recover(); p != nil {
 			err = fmt.Errorf("its init panicked: %v", p)
 		}
 		if err != nil {
-			reg.Stop(0)
+			l.Stop(0)
 			r.mu.Lock()
 			r.opened[file] = err.Error()
 			r.mu.Unlock()
@@ -234,7 +234,7 @@ func (r *Runtime) open(file string, spec sdk.LoadSpec) (reg *sdk.Loaded, err err
 		return nil, fmt.Errorf("the Go plugin loader refused it: %w", err)
 	}
 	r.cfg.Logger.Debug("plugin opened", "module", spec.Name, "version", spec.Version, "took", time.Since(began))
-	return reg, nil
+	return l, nil
 }
 
 // Module is one native module version.
