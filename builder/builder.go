@@ -26,6 +26,8 @@ type Options struct {
 	// Base is how the base a native module will load into was built (its health's buildInfo, or
 	// `kouple build --base-info FILE`); nil means this program's own build.
 	Base *artifact.BuildInfo
+	// BaseFrom, if Base is nil, is asked for it, only when the module is native (kouple deploy asks the base).
+	BaseFrom func(context.Context) (*artifact.BuildInfo, error)
 }
 
 // Result is what a build produced.
@@ -58,7 +60,13 @@ func Build(ctx context.Context, dir string, opts Options) (*Result, error) {
 		if out == "" {
 			out = fmt.Sprintf("%s-%s.so", m.Name, m.Version)
 		}
-		if err := buildNative(ctx, dir, m, opts.Base, out); err != nil {
+		bi := opts.Base
+		if bi == nil && opts.BaseFrom != nil {
+			if bi, err = opts.BaseFrom(ctx); err != nil {
+				return nil, fmt.Errorf("module %s (native): %w", m.ID(), err)
+			}
+		}
+		if err := buildNative(ctx, dir, m, bi, out); err != nil {
 			return nil, fmt.Errorf("module %s (native): %w", m.ID(), err)
 		}
 		return &Result{Path: out, Manifest: m}, nil

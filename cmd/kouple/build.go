@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -61,24 +62,33 @@ func loadBaseInfo(cmd *cobra.Command, t target, file string) (*artifact.BuildInf
 			return nil, fmt.Errorf("%s: not base build information: %w", file, err)
 		}
 	} else {
-		var h struct {
-			HealthData struct {
-				Native struct {
-					Available bool                `json:"available"`
-					BuildInfo *artifact.BuildInfo `json:"buildInfo"`
-				} `json:"native"`
-			} `json:"healthData"`
+		b, err := newClient(t).baseInfo(cmd.Context())
+		if err != nil {
+			return nil, err
 		}
-		if err := newClient(t).do(cmd.Context(), "health", struct{}{}, &h); err != nil {
-			return nil, fmt.Errorf("ask the base how it was built: %w", err)
-		}
-		if !h.HealthData.Native.Available || h.HealthData.Native.BuildInfo == nil {
-			return nil, fmt.Errorf("the base at %s cannot load native modules", newClient(t).base)
-		}
-		bi = *h.HealthData.Native.BuildInfo
+		bi = *b
 	}
 	if bi.GoVersion == "" || bi.Settings == nil {
 		return nil, fmt.Errorf("base build information without a Go version or settings")
 	}
 	return &bi, nil
+}
+
+// baseInfo asks the base how it was built, for a native build.
+func (c *client) baseInfo(ctx context.Context) (*artifact.BuildInfo, error) {
+	var h struct {
+		HealthData struct {
+			Native struct {
+				Available bool                `json:"available"`
+				BuildInfo *artifact.BuildInfo `json:"buildInfo"`
+			} `json:"native"`
+		} `json:"healthData"`
+	}
+	if err := c.do(ctx, "health", struct{}{}, &h); err != nil {
+		return nil, fmt.Errorf("ask the base how it was built: %w", err)
+	}
+	if !h.HealthData.Native.Available || h.HealthData.Native.BuildInfo == nil {
+		return nil, fmt.Errorf("the base at %s cannot load native modules", c.base)
+	}
+	return h.HealthData.Native.BuildInfo, nil
 }
