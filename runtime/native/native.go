@@ -43,12 +43,18 @@ type Config struct {
 type Runtime struct {
 	cfg  Config
 	self *artifact.BuildInfo
-
-	load    sync.Mutex // the load lock: one plugin.Open at a time, so the SDK knows whose init runs
-	mu      sync.Mutex
-	plugins map[string]*loadedPlugin // by plugin path (the module's versioned Go module path)
-	opened  map[string]string        // file path -> why it must not be opened again ("" if it loaded)
+	mu   *sync.Mutex
+	// What is loaded is the process's, not one Runtime's: Go's plugin table is process-wide.
+	plugins map[string]*loadedPlugin
+	opened  map[string]string
 }
+
+var (
+	loadLock sync.Mutex // the load lock: one plugin.Open at a time, so the SDK knows whose init runs
+	procMu   sync.Mutex
+	plugins  = map[string]*loadedPlugin{} // by plugin path (the module's versioned Go module path), under procMu
+	opened   = map[string]string{}        // file path -> why it must not be opened again, under procMu
+)
 
 // loadedPlugin is code in the process, whether its module is installed or not.
 type loadedPlugin struct {
@@ -76,14 +82,14 @@ func New(cfg Config) (*Runtime, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, fmt.Errorf("native runtime: %w", err)
 	}
-	return &Runtime{cfg: cfg, self: self, plugins: map[string]*loadedPlugin{}, opened: map[string]string{}}, nil
+	return &Runtime{cfg: cfg, self: self, mu: &procMu, plugins: plugins, opened: opened}, nil
 }
 
 // BuildInfo is how this base was built: what plugins must match.
 func (r *Runtime) BuildInfo() *artifact.BuildInfo { return r.self }
 
-// Held reports the code of uninstalled native modules, still mapped because Go cannot unload a plugin: how many
-// plugins, and their size in bytes. Loaded is the same for installed ones.
+// Held reports the code of uninstalled native modules in this process, still mapped because Go cannot unload a
+// plugin: how many plugins, and their size in bytes. Loaded is the same for installed ones.
 func (r *Runtime) Held() (held, heldBytes, loaded, loadedBytes int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -158,9 +164,9 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	r.load.Lock()
+	loadLock.Lock()
 	reg, err := r.open(file, sdk.LoadSpec{Name: m.Name, Version: m.Version, Path: path, Env: env, Logger: logger, Call: call})
-	r.load.Unlock()
+	loadLock.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", m.ID(), err)
 	}
