@@ -165,7 +165,9 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		return nil, err
 	}
 	loadLock.Lock()
+	began := time.Now()
 	reg, err := r.open(file, sdk.LoadSpec{Name: m.Name, Version: m.Version, Path: path, Env: env, Logger: logger, Call: call})
+	opened := time.Since(began)
 	loadLock.Unlock()
 	if err != nil {
 		return nil, fmt.Errorf("module %s: %w", m.ID(), err)
@@ -182,7 +184,7 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		r.mu.Unlock()
 		return nil, fmt.Errorf("module %s: its init registered no handler: call sdk.Handle from init() (a plugin never runs main)", m.ID())
 	}
-	return &Module{rt: r, lp: lp, id: m.ID(), name: m.Name, reg: reg, handler: h, logger: logger}, nil
+	return &Module{rt: r, lp: lp, id: m.ID(), name: m.Name, reg: reg, handler: h, logger: logger, opened: opened}, nil
 }
 
 // store writes the artifact (the trailer is harmless to the loader) under its sha256, once.
@@ -250,6 +252,7 @@ type Module struct {
 	id      string
 	name    string
 	logger  *slog.Logger
+	opened  time.Duration
 	mu      sync.RWMutex
 	reg     *sdk.Loaded
 	handler http.Handler
@@ -265,6 +268,9 @@ type failure struct {
 	why string
 	at  time.Time
 }
+
+// OpenTook is how long plugin.Open (with the module's init functions) took.
+func (m *Module) OpenTook() time.Duration { return m.opened }
 
 // Start has nothing left to do: the module registered itself while its plugin opened.
 func (m *Module) Start(ctx context.Context) error { return nil }
