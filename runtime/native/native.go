@@ -11,10 +11,12 @@
 package native
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -334,6 +336,12 @@ func (r *recorder) Write(b []byte) (int, error) {
 func (r *recorder) Flush() {
 	r.wrote = true
 	http.NewResponseController(r.ResponseWriter).Flush()
+}
+
+// Hijack lets a module take the connection over (WebSocket), when the base's writer allows it.
+func (r *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	r.wrote = true
+	return http.NewResponseController(r.ResponseWriter).Hijack()
 }
 
 func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }

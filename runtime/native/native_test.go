@@ -129,6 +129,9 @@ func TestNativeInBase(t *testing.T) {
 	if code, body := get(t, gw+"/greeter/"); code != 200 || body != "greeter 1.0.0 relays: Hello from hello 1.0.0!\n" {
 		t.Fatalf("greeter: %d %q", code, body)
 	}
+	if code, body := get(t, gw+"/hello/events?n=3&ms=1"); code != 200 || !strings.Contains(body, "data: tick 2 from hello 1.0.0") {
+		t.Fatalf("hello events (streamed through Flush): %d %q", code, body)
+	}
 	resp, err := http.Post(gw+"/notes/items", "application/json", strings.NewReader(`{"text":"native"}`))
 	if err != nil || resp.StatusCode != 201 {
 		t.Fatalf("notes create: %v %v", resp, err)
