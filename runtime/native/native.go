@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/kouple/kouple/artifact"
+	"github.com/kouple/kouple/manifest"
 	"github.com/kouple/kouple/runtime"
 	"github.com/kouple/kouple/sdk"
 )
@@ -111,30 +112,11 @@ func (r *Runtime) Held() (held, heldBytes, loaded, loadedBytes int) {
 // now, and register the module. A plugin that does not match is refused with the reason, never opened.
 func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, error) {
 	m := spec.Manifest
-	info, err := artifact.ReadPlugin(spec.Artifact)
+	info, err := r.check(m, spec.Artifact)
 	if err != nil {
 		return nil, err
 	}
-	if err := artifact.CheckPlugin(r.self, info.Build); err != nil {
-		return nil, fmt.Errorf("module %s: the plugin cannot load into this base: %w", m.ID(), err)
-	}
 	path := info.Build.Path
-	r.mu.Lock()
-	if p := r.plugins[path]; p != nil {
-		r.mu.Unlock()
-		state := "installed"
-		if p.closed {
-			state = "uninstalled, but its code is still in the process (Go cannot unload a plugin)"
-		}
-		return nil, fmt.Errorf("module %s: a plugin with Go module path %s (%s) is already loaded, %s: build another version, or restart the base", m.ID(), path, p.id, state)
-	}
-	for other, p := range r.plugins {
-		if c := artifact.DepConflicts(p.build, "native module "+p.id+" ("+other+")", info.Build); len(c) > 0 {
-			r.mu.Unlock()
-			return nil, fmt.Errorf("module %s: dependency versions differ from a native module already in this base (%v): native modules share every package, so they must agree on versions", m.ID(), c)
-		}
-	}
-	r.mu.Unlock()
 
 	file, err := r.store(spec.Artifact)
 	if err != nil {
@@ -187,6 +169,42 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		return nil, fmt.Errorf("module %s: its init registered no handler: call sdk.Handle from init() (a plugin never runs main)", m.ID())
 	}
 	return &Module{rt: r, lp: lp, id: m.ID(), name: m.Name, reg: reg, handler: h, logger: logger, opened: opened}, nil
+}
+
+// Precheck says why an artifact cannot load into this process, without opening it: the registry asks before it
+// stops a version the artifact would replace, since a native version cannot be loaded twice.
+func (r *Runtime) Precheck(m *manifest.Manifest, data []byte) error {
+	_, err := r.check(m, data)
+	return err
+}
+
+func (r *Runtime) check(m *manifest.Manifest, data []byte) (*artifact.PluginInfo, error) {
+	info, err := artifact.ReadPlugin(data)
+	if err != nil {
+		return nil, err
+	}
+	if err := artifact.CheckPlugin(r.self, info.Build); err != nil {
+		return nil, fmt.Errorf("module %s: the plugin cannot load into this base: %w", m.ID(), err)
+	}
+	path := info.Build.Path
+	r.mu.Lock()
+	if p := r.plugins[path]; p != nil {
+		r.mu.Unlock()
+		state := "installed"
+		if p.closed {
+			state = "uninstalled, but its code is still in the process (Go cannot unload a plugin)"
+		}
+		return nil, fmt.Errorf("module %s: a plugin with Go module path %s (%s) is already loaded, %s: build another version, or restart the base", m.ID(), path, p.id, state)
+	}
+	for other, p := range r.plugins {
+		if c := artifact.DepConflicts(p.build, "native module "+p.id+" ("+other+")", info.Build); len(c) > 0 {
+			r.mu.Unlock()
+			return nil, fmt.Errorf("module %s: dependency versions differ from a native module already in this base (%v): native modules share every package, so they must agree on versions", m.ID(), c)
+		}
+	}
+	r.mu.Unlock()
+
+	return info, nil
 }
 
 // store writes the artifact (the trailer is harmless to the loader) under its sha256, once.

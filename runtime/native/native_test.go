@@ -174,6 +174,14 @@ func TestNativeInBase(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Go cannot unload a plugin") {
 		t.Errorf("reinstall of an uninstalled native version: %v", err)
 	}
+	// Replacing the installed hello 1.0.0 with itself is refused before it is stopped: it keeps serving.
+	_, err = b.Install(context.Background(), agent.InstallRequest{BizURL: "file://" + hello1, Replace: true})
+	if err == nil || !strings.Contains(err.Error(), "is already loaded, installed") {
+		t.Errorf("replace of an installed native version: %v", err)
+	}
+	if _, body := get(t, gw+"/hello/"); body != "Hello from hello 1.0.0!\n" {
+		t.Fatalf("after a refused replace: %q", body)
+	}
 }
 
 func loadFaulty(t *testing.T) (runtime.Module, *native.Runtime) {
