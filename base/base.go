@@ -28,6 +28,7 @@ import (
 	"github.com/kouple/kouple/module"
 	"github.com/kouple/kouple/observe"
 	"github.com/kouple/kouple/runtime"
+	"github.com/kouple/kouple/runtime/native"
 	"github.com/kouple/kouple/runtime/wasm"
 	"github.com/kouple/kouple/services"
 	"github.com/kouple/kouple/store"
@@ -105,6 +106,7 @@ type Base struct {
 	logger   *slog.Logger
 	store    *store.Store
 	wasm     *wasm.Runtime
+	native   *native.Runtime // nil if this program cannot load plugins
 	registry *module.Registry
 	agent    *agent.Agent
 	logs     *observe.Hub // every module version's log records, and the base's own
@@ -173,7 +175,11 @@ func New(cfg Config) (*Base, error) {
 		logs:     logs,
 	}
 	b.metrics = newMetrics(b)
-	b.registry = module.NewRegistry(map[string]runtime.Runtime{"wasm": w}, cfg.Logger)
+	runtimes := map[string]runtime.Runtime{"wasm": w}
+	if b.native = newNative(cfg.DataDir, cfg.Logger); b.native != nil {
+		runtimes["native"] = b.native
+	}
+	b.registry = module.NewRegistry(runtimes, cfg.Logger)
 	b.registry.SetJournal(journal{st})
 	b.policy = &b.cfg.Services
 	if b.kv, err = services.OpenKV(filepath.Join(cfg.DataDir, "kv.db"), b.policy); err != nil {

@@ -68,6 +68,7 @@ func (b *Base) Health(ctx context.Context) any {
 			"authRequired": b.authRequired, "insecure": b.insecure,
 		},
 		"bizListInfo": modules,
+		"native":      b.nativeHealth(),
 	}
 	if b.insecure {
 		health["warning"] = "INSECURE: the agent listens beyond loopback without requiring credentials (--insecure)"

@@ -52,6 +52,8 @@ func (b *Base) Install(ctx context.Context, req agent.InstallRequest) (*module.V
 		if name == "" {
 			if info, err := artifact.ReadWasm(data); err == nil {
 				name = info.Manifest.Name
+			} else if info, err := artifact.ReadPlugin(data); err == nil {
+				name = info.Manifest.Name
 			}
 		}
 		if mod := b.registry.Module(name); mod != nil {

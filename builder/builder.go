@@ -21,8 +21,13 @@ type Options struct {
 	Version string
 	// Runtime replaces the manifest's runtime ("wasm" or "native").
 	Runtime string
-	// Out is the artifact's path; empty means <name>-<version>.wasm in the current directory.
+	// Out is the artifact's path; empty means <name>-<version>.wasm (.so for native) in the current directory.
 	Out string
+	// Base is how the base a native module will load into was built (its health's buildInfo, or
+	// `kouple build --base-info FILE`); nil means this program's own build.
+	Base *artifact.BuildInfo
+	// BaseFrom, if Base is nil, is asked for it, only when the module is native (kouple deploy asks the base).
+	BaseFrom func(context.Context) (*artifact.BuildInfo, error)
 }
 
 // Result is what a build produced.
@@ -50,8 +55,24 @@ func Build(ctx context.Context, dir string, opts Options) (*Result, error) {
 	if err := m.Validate(); err != nil {
 		return nil, err
 	}
+	if m.Runtime == manifest.RuntimeNative {
+		out := opts.Out
+		if out == "" {
+			out = fmt.Sprintf("%s-%s.so", m.Name, m.Version)
+		}
+		bi := opts.Base
+		if bi == nil && opts.BaseFrom != nil {
+			if bi, err = opts.BaseFrom(ctx); err != nil {
+				return nil, fmt.Errorf("module %s (native): %w", m.ID(), err)
+			}
+		}
+		if err := buildNative(ctx, dir, m, bi, out); err != nil {
+			return nil, fmt.Errorf("module %s (native): %w", m.ID(), err)
+		}
+		return &Result{Path: out, Manifest: m}, nil
+	}
 	if m.Runtime != manifest.RuntimeWasm {
-		return nil, fmt.Errorf("module %s: this build of kouple builds only the %q runtime, not %q", m.ID(), manifest.RuntimeWasm, m.Runtime)
+		return nil, fmt.Errorf("module %s: this build of kouple builds only the %q and %q runtimes, not %q", m.ID(), manifest.RuntimeWasm, manifest.RuntimeNative, m.Runtime)
 	}
 	out := opts.Out
 	if out == "" {

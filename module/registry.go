@@ -128,6 +128,16 @@ func (r *Registry) Install(ctx context.Context, req InstallRequest) (*Version, e
 		r.dropIfEmpty(mod)
 		return nil, err
 	}
+	// A runtime that can tell without loading that the artifact will not load (native: a version whose code is
+	// already in the process) says so before an installed version is replaced, so that one keeps serving.
+	if pc, ok := rt.(interface {
+		Precheck(*manifest.Manifest, []byte) error
+	}); ok {
+		if err := pc.Precheck(m, req.Artifact); err != nil {
+			r.dropIfEmpty(mod)
+			return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		}
+	}
 	if old := mod.version(m.Version); old != nil {
 		if !req.Replace && old.State() != Broken {
 			return nil, fmt.Errorf("module %s: %w (state %s): uninstall it first, install another version, or ask to replace it", m.ID(), ErrRepeat, old.State())
@@ -195,8 +205,15 @@ func readManifest(data []byte) (*manifest.Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	if kind != artifact.KindWasm {
-		return nil, fmt.Errorf("a %s artifact: this base runs only wasm modules", kind)
+	if kind == artifact.KindPlugin {
+		info, err := artifact.ReadPlugin(data)
+		if err != nil {
+			return nil, err
+		}
+		if info.Manifest.Runtime != manifest.RuntimeNative {
+			return nil, fmt.Errorf("module %s: a Go plugin whose manifest says runtime %q: rebuild it with `kouple build --runtime native`", info.Manifest.ID(), info.Manifest.Runtime)
+		}
+		return info.Manifest, nil
 	}
 	info, err := artifact.ReadWasm(data)
 	if err != nil {

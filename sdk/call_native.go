@@ -16,10 +16,20 @@ import (
 // standalone module.
 const callPath = "/.kouple/call/"
 
-// CallRaw is Call with the payloads as bytes, not encoded. Standalone, a call to target goes over HTTP to the
+// CallRaw is Call with the payloads as bytes, not encoded. In a base (native runtime) the base carries the call.
+// Standalone, a call to target goes over HTTP to the
 // address in $KOUPLE_CALL_URL_<TARGET> (the name upper-cased, dashes as underscores), such as
 // KOUPLE_CALL_URL_HELLO=http://hello:8080.
 func CallRaw(ctx context.Context, target, method string, payload []byte) ([]byte, error) {
+	if l := current(); l != nil {
+		l.mu.Lock()
+		call := l.spec.Call
+		l.mu.Unlock()
+		if call == nil {
+			return nil, fmt.Errorf("call %s.%s: module %s is uninstalled", target, method, l.spec.Name)
+		}
+		return call(ctx, target, method, payload)
+	}
 	key := "KOUPLE_CALL_URL_" + strings.ToUpper(strings.ReplaceAll(target, "-", "_"))
 	base := os.Getenv(key)
 	if base == "" {

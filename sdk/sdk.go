@@ -29,6 +29,15 @@ func Handle(h http.Handler) {
 	if h == nil {
 		panic("sdk.Handle: nil handler")
 	}
+	if l := registering(); l != nil {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		if l.handler != nil {
+			panic("sdk.Handle: called twice: register one handler (an http.ServeMux can hold many routes)")
+		}
+		l.handler = h
+		return
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	if handler != nil {
@@ -37,7 +46,7 @@ func Handle(h http.Handler) {
 	handler = h
 }
 
-// Handler returns the registered handler, or nil.
+// Handler returns the handler registered outside a native base (standalone, wasm), or nil.
 func Handler() http.Handler {
 	mu.Lock()
 	defer mu.Unlock()
@@ -54,11 +63,21 @@ func mustHandler() http.Handler {
 
 // Name is the module's name, as its base knows it ("standalone" when the program runs by itself and
 // KOUPLE_MODULE_NAME is unset).
-func Name() string { return envOr("KOUPLE_MODULE_NAME", "standalone") }
+func Name() string {
+	if l := current(); l != nil {
+		return l.spec.Name
+	}
+	return envOr("KOUPLE_MODULE_NAME", "standalone")
+}
 
 // Version is the module's version, as its base knows it ("dev" when the program runs by itself and
 // KOUPLE_MODULE_VERSION is unset).
-func Version() string { return envOr("KOUPLE_MODULE_VERSION", "dev") }
+func Version() string {
+	if l := current(); l != nil {
+		return l.spec.Version
+	}
+	return envOr("KOUPLE_MODULE_VERSION", "dev")
+}
 
 func envOr(key, def string) string {
 	if v := os.Getenv(key); v != "" {

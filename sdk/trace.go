@@ -91,8 +91,13 @@ func withTrace(h http.Handler) http.Handler {
 // to stderr, with request_id and trace_id, which the base keeps as structured records of this module
 // (`kouple logs NAME`). slog's default logger writes the same way inside a base, and adds the ids whenever
 // a record is logged with a context (slog.InfoContext).
+//
+// In a native module the records go straight to the base's log of this module.
 func Logger(ctx context.Context) *slog.Logger {
-	l := slog.New(logHandler(os.Stderr))
+	l := moduleLogger()
+	if l == nil {
+		l = slog.New(logHandler(os.Stderr))
+	}
 	var attrs []any
 	if id := RequestID(ctx); id != "" {
 		attrs = append(attrs, "request_id", id)

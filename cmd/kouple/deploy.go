@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/kouple/kouple/agent"
+	"github.com/kouple/kouple/artifact"
 	"github.com/kouple/kouple/builder"
 )
 
@@ -30,7 +31,9 @@ the active version unless --no-switch. The version that was active stays install
 			ctx := cmd.Context()
 			out := cmd.OutOrStdout()
 			c := newClient(addr)
-			url, cleanup, err := artifactURL(ctx, args[0], version, out)
+			url, cleanup, err := artifactURL(ctx, args[0], version, out, func(ctx context.Context) (*artifact.BuildInfo, error) {
+				return c.baseInfo(ctx)
+			})
 			if err != nil {
 				return err
 			}
@@ -67,7 +70,7 @@ the active version unless --no-switch. The version that was active stays install
 }
 
 // artifactURL turns a deploy argument into an artifact URL, building a directory first.
-func artifactURL(ctx context.Context, arg, version string, out interface{ Write([]byte) (int, error) }) (string, func(), error) {
+func artifactURL(ctx context.Context, arg, version string, out interface{ Write([]byte) (int, error) }, baseInfo func(context.Context) (*artifact.BuildInfo, error)) (string, func(), error) {
 	none := func() {}
 	if strings.Contains(arg, "://") {
 		return arg, none, nil
@@ -89,7 +92,7 @@ func artifactURL(ctx context.Context, arg, version string, out interface{ Write(
 	}
 	cleanup := func() { os.RemoveAll(tmp) }
 	fmt.Fprintf(out, "building %s\n", arg)
-	res, err := builder.Build(ctx, abs, builder.Options{Version: version, Out: filepath.Join(tmp, "module.wasm")})
+	res, err := builder.Build(ctx, abs, builder.Options{Version: version, Out: filepath.Join(tmp, "module"), BaseFrom: baseInfo})
 	if err != nil {
 		cleanup()
 		return "", none, err

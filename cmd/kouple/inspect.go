@@ -28,8 +28,16 @@ func inspectCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("%s: %w", args[0], err)
 			}
-			if kind != artifact.KindWasm {
-				return fmt.Errorf("%s: a %s artifact: this build of kouple reads only wasm modules", args[0], kind)
+			if kind == artifact.KindPlugin {
+				info, err := artifact.ReadPlugin(data)
+				if err != nil {
+					return fmt.Errorf("%s: %w", args[0], err)
+				}
+				if err := printManifest(cmd.OutOrStdout(), info.Manifest, kind, len(data)); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "# built by %s as Go module %s (%s)\n", info.Build.GoVersion, info.Build.Path, buildFlags(info.Build))
+				return nil
 			}
 			info, err := artifact.ReadWasm(data)
 			if err != nil {
@@ -48,4 +56,15 @@ func printManifest(w io.Writer, m *manifest.Manifest, kind artifact.Kind, size i
 	fmt.Fprintf(w, "# %s artifact, %d bytes\n", kind, size)
 	_, err = io.WriteString(w, strings.TrimRight(string(b), "\n")+"\n")
 	return err
+}
+
+// buildFlags summarises the settings a base must share with a plugin.
+func buildFlags(bi *artifact.BuildInfo) string {
+	var out []string
+	for _, k := range []string{"-trimpath", "-race", "-tags", "CGO_ENABLED", "GOARCH", "GOAMD64"} {
+		if v := bi.Settings[k]; v != "" {
+			out = append(out, k+"="+v)
+		}
+	}
+	return strings.Join(out, " ")
 }

@@ -1,0 +1,170 @@
+package native_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	goruntime "runtime"
+	"runtime/debug"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/kouple/kouple/artifact"
+	"github.com/kouple/kouple/runtime"
+	"github.com/kouple/kouple/runtime/native"
+)
+
+// BenchmarkServe: hello's greeting served by a native module through a real HTTP listener; compare with
+// runtime/wasm's BenchmarkServe (same handler, same client).
+//
+//	go test ./runtime/native -run '^$' -bench Serve -benchtime 3s
+func BenchmarkServe(b *testing.B) {
+	p := mustBuild(b, "examples/hello", "7.0.0")
+	data, _ := os.ReadFile(p)
+	info, err := artifact.ReadPlugin(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rt, err := native.New(native.Config{Dir: b.TempDir()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := rt.Load(context.Background(), runtime.Spec{Manifest: info.Manifest, Artifact: data})
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := httptest.NewServer(m)
+	defer srv.Close()
+	for _, c := range []int{1, 32} {
+		b.Run(fmt.Sprintf("native-plugin/c%d", c), func(b *testing.B) { load(b, srv.URL+"/", c) })
+	}
+}
+
+func load(b *testing.B, url string, c int) {
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}}
+	var next atomic.Int64
+	lat := make([][]time.Duration, c)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	began := time.Now()
+	for g := range c {
+		wg.Go(func() {
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				resp, err := client.Get(url)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				lat[g] = append(lat[g], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(began)
+	b.StopTimer()
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+	client.CloseIdleConnections()
+}
+
+// TestMeasureModules loads N versions of hello (KOUPLE_MEASURE=N) and reports, per module, the time to open
+// the plugin and the anonymous and file-backed resident memory it added (after a GC and one request each).
+//
+//	KOUPLE_MEASURE=8 go test ./runtime/native -run MeasureModules -v -count=1
+func TestMeasureModules(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("KOUPLE_MEASURE"))
+	if n == 0 {
+		t.Skip("set KOUPLE_MEASURE=N to measure N native modules")
+	}
+	var arts []string
+	for i := range n {
+		arts = append(arts, mustBuild(t, "examples/hello", fmt.Sprintf("100.%d", i)))
+	}
+	rt, err := native.New(native.Config{Dir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first plugin brings the packages the test binary lacks (net/http's server side...): measure after it.
+	var mods []runtime.Module
+	var opens, loads []time.Duration
+	anon0, file0 := rss(t)
+	for i, path := range arts {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info, _ := artifact.ReadPlugin(data)
+		began := time.Now()
+		m, err := rt.Load(context.Background(), runtime.Spec{Manifest: info.Manifest, Artifact: data})
+		if err != nil {
+			t.Fatal(err)
+		}
+		loads = append(loads, time.Since(began))
+		opens = append(opens, m.(*native.Module).OpenTook())
+		data, info = nil, nil
+		w := httptest.NewRecorder()
+		m.ServeHTTP(w, httptest.NewRequest("GET", "/", nil))
+		mods = append(mods, m)
+		if i == 0 {
+			anon0, file0 = rss(t)
+		}
+	}
+	anon, file := rss(t)
+	per := float64(n - 1)
+	t.Logf("%d modules: plugin.Open with init: first %s, then median %s; whole Load (checks, sha256 and write of the file, open): median %s",
+		n, opens[0].Round(time.Microsecond), median(opens[1:]).Round(time.Microsecond), median(loads[1:]).Round(time.Microsecond))
+	t.Logf("per module after the first: %+.2f MB anonymous, %+.2f MB file-backed RSS", (float64(anon)-float64(anon0))/per/1e6, (float64(file)-float64(file0))/per/1e6)
+	for _, m := range mods {
+		m.Close(context.Background())
+	}
+}
+
+func median(d []time.Duration) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// rss is the process's anonymous and file-backed resident memory, in bytes, after a GC.
+func rss(t *testing.T) (anon, file uint64) {
+	goruntime.GC()
+	debug.FreeOSMemory()
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skip("no /proc/self/status")
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, _ := strconv.ParseUint(f[1], 10, 64)
+		switch f[0] {
+		case "RssAnon:":
+			anon = v * 1024
+		case "RssFile:":
+			file = v * 1024
+		}
+	}
+	return
+}
