@@ -55,7 +55,12 @@ type Config struct {
 	DrainTimeout time.Duration
 	// ArtifactGrace is how long an unused artifact is kept before garbage collection.
 	ArtifactGrace time.Duration
-	Logger        *slog.Logger
+	// ControllerURL makes the base send its heartbeat (Koupleless's BaseStatus) to <ControllerURL>/heartbeat
+	// every HeartbeatInterval (default 10 s), with ControllerToken as a bearer token when set.
+	ControllerURL     string
+	ControllerToken   string
+	HeartbeatInterval time.Duration
+	Logger            *slog.Logger
 }
 
 // DefaultDataDir is the data dir used when none is given: $HOME/.kouple/base.
@@ -75,6 +80,7 @@ func (c *Config) fill() {
 	c.Version = cmp.Or(c.Version, "1.0.0")
 	c.Cluster = cmp.Or(c.Cluster, "default")
 	c.Env = cmp.Or(c.Env, "dev")
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, 10*time.Second)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, 30*time.Second)
 	c.ArtifactGrace = cmp.Or(c.ArtifactGrace, time.Hour)
 	if c.Logger == nil {
@@ -210,6 +216,9 @@ func (b *Base) Start(ctx context.Context) error {
 		})
 	}
 	b.wg.Go(b.collectGarbage)
+	if b.cfg.ControllerURL != "" {
+		b.wg.Go(b.heartbeat)
+	}
 	b.logger.Info("base started", "id", b.id, "gateway", "http://"+b.gatewayLn.Addr().String(), "agent", "http://"+b.agentLn.Addr().String(), "dataDir", b.cfg.DataDir)
 	return nil
 }
