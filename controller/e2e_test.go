@@ -404,7 +404,6 @@ func buildKouple(t *testing.T) string {
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
-	t.Cleanup(func() {}) // the binary's directory is left for other tests of this process
 	return binPath
 }
 
