@@ -13,6 +13,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -284,7 +285,21 @@ func (v *vnode) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	if notify != nil {
 		notify(final)
 	}
+	v.removeFromAPI(ctx, pod)
 	return nil
+}
+
+// removeFromAPI deletes a pod whose modules are uninstalled at once: virtual-kubelet would otherwise leave it
+// Terminating for its whole grace period, though nothing is left to drain (the base drained at uninstall).
+func (v *vnode) removeFromAPI(ctx context.Context, pod *corev1.Pod) {
+	if v.ctl.cfg.Client == nil || pod.DeletionTimestamp == nil {
+		return
+	}
+	opts := metav1.DeleteOptions{GracePeriodSeconds: new(int64), Preconditions: metav1.NewUIDPreconditions(string(pod.UID))}
+	err := v.ctl.cfg.Client.CoreV1().Pods(pod.Namespace).Delete(ctx, pod.Name, opts)
+	if err != nil && !apierrors.IsNotFound(err) && !apierrors.IsConflict(err) {
+		v.log.Warn("delete pod after uninstall", "pod", podKey(pod), "err", err)
+	}
 }
 
 func (v *vnode) GetPod(ctx context.Context, namespace, name string) (*corev1.Pod, error) {
