@@ -171,7 +171,12 @@ func TestKubernetes(t *testing.T) {
 		return !slices.Contains(all, "hello:1.0.0"), fmt.Sprint(all)
 	})
 
-	// 6. Deleting the Deployment removes every module.
+	// 6. Roll back with kubectl rollout undo, and forward again.
+	k.run("rollout", "undo", "deployment/hello")
+	k.waitPods("app=hello", 3, "1.0.0")
+	waitGateways(t, bases, 3, "Hello from hello 1.0.0!")
+
+	// 7. Deleting the Deployment removes every module.
 	k.run("delete", "deployment/hello", "--wait=false")
 	k.waitPods("app=hello", 0, "")
 	eventually(t, 60*time.Second, "no module left on any base", func() (bool, string) {
@@ -182,7 +187,7 @@ func TestKubernetes(t *testing.T) {
 		return len(all) == 0, fmt.Sprint(all)
 	})
 
-	// 7. A DaemonSet puts a module on every base.
+	// 8. A DaemonSet puts a module on every base.
 	k.apply(daemonSet("hello-ds", v1, "1.0.0"))
 	k.waitPods("app=hello-ds", 3, "1.0.0")
 	waitGateways(t, bases, 3, "Hello from hello 1.0.0!")
@@ -302,7 +307,12 @@ func (k *kc) pods(selector string) corev1.PodList {
 // version, and with the base's IP.
 func (k *kc) waitPods(selector string, n int, version string) {
 	k.t.Helper()
-	eventually(k.t, 120*time.Second, fmt.Sprintf("%d Ready pods %s at %s", n, selector, version), func() (bool, string) {
+	k.waitPodsFor(selector, n, version, 120*time.Second)
+}
+
+func (k *kc) waitPodsFor(selector string, n int, version string, timeout time.Duration) {
+	k.t.Helper()
+	eventually(k.t, timeout, fmt.Sprintf("%d Ready pods %s at %s", n, selector, version), func() (bool, string) {
 		pods := k.pods(selector)
 		nodes := map[string]bool{}
 		var desc []string
