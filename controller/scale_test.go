@@ -56,14 +56,19 @@ func TestScale(t *testing.T) {
 			t.Logf("controller output:\n%s", out)
 		}
 	})
+	eventually(t, 60*time.Second, "controller answering", func() (bool, string) {
+		code, body := get("http://" + addr + "/healthz")
+		return code == 200, body
+	})
 	t.Logf("controller RSS idle: %d MB", rssMB(t, cmd.Process.Pid))
 
+	began := time.Now()
 	var bases []*baseProc
 	for i := range n {
 		bases = append(bases, startBase(t, kouple, "http://"+addr, fmt.Sprintf("base-%d", i)))
 	}
+	t.Logf("%d bases started in %v", n, time.Since(began).Round(time.Millisecond))
 	k := &kc{t: t, c: cluster, dir: dir}
-	began := time.Now()
 	eventually(t, 300*time.Second, fmt.Sprintf("%d Ready vnodes", n), func() (bool, string) {
 		ready := 0
 		for _, nd := range k.nodes().Items {
@@ -75,7 +80,7 @@ func TestScale(t *testing.T) {
 		}
 		return ready == n, fmt.Sprintf("%d ready", ready)
 	})
-	t.Logf("%d vnodes Ready in %v; controller RSS %d MB", n, time.Since(began).Round(time.Millisecond), rssMB(t, cmd.Process.Pid))
+	t.Logf("%d vnodes Ready %v after the first base started; controller RSS %d MB", n, time.Since(began).Round(time.Millisecond), rssMB(t, cmd.Process.Pid))
 
 	began = time.Now()
 	k.apply(deployment("hello", n, v1, "1.0.0"))

@@ -63,7 +63,7 @@ per container (name = module name, image = artifact URL, env BIZ_VERSION = versi
 	f.StringVar(&o.env, "env", "dev", "environment of bases that do not name one")
 	f.Float32Var(&o.qps, "kube-api-qps", 100, "queries per second to the API server (client-go's default 5 is too few for many pods)")
 	f.IntVar(&o.burst, "kube-api-burst", 200, "burst of queries to the API server")
-	f.StringVar(&o.baseTokenSecret, "base-token-secret", "", "NAMESPACE/NAME of a Secret whose key `token` the controller sends to bases' agents (none sent when empty)")
+	f.StringVar(&o.baseTokenSecret, "base-token-secret", "", "NAMESPACE/NAME of a Secret whose key \"token\" the controller sends to bases' agents (none sent when empty)")
 	f.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 30*time.Second, "a vnode turns NotReady after this long without a heartbeat")
 	f.DurationVar(&o.syncInterval, "sync-interval", 5*time.Second, "how often module states are read from each base")
 	f.IntVar(&o.workers, "workers", 4, "pod workers per vnode")
