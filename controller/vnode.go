@@ -144,6 +144,13 @@ func (v *vnode) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 // install runs installBiz for m and records the outcome; a failure shows in the pod's status and as an event.
 func (v *vnode) install(ctx context.Context, pod *corev1.Pod, m *modState, env map[string]string, replace bool) {
 	err := v.client().Install(ctx, InstallRequest{BizURL: m.url, BizName: m.name, BizVersion: m.version, Envs: env, Activate: true, Replace: replace})
+	var repeat *CommandError
+	if errors.As(err, &repeat) && repeat.Code == "REPEAT_BIZ" {
+		// Already on the base: a restarted controller meeting its pods again, or a base that kept its modules
+		// across a restart. Adopt it; syncModules reports its real state.
+		v.log.Info("module already on the base: adopted", "pod", podKey(pod), "module", m.id())
+		err = nil
+	}
 	v.mu.Lock()
 	m.since = metav1.Now()
 	if err != nil {

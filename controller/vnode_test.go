@@ -41,6 +41,10 @@ func (a *fakeAgent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			reply("FAILED", map[string]string{"code": "FAILED", "message": "not a wasm module"})
 			return
 		}
+		if _, ok := a.mods[req.BizName+":"+req.BizVersion]; ok && !strings.Contains(string(body), `"replace":true`) {
+			reply("FAILED", map[string]string{"code": "REPEAT_BIZ", "message": "already installed"})
+			return
+		}
 		a.mods[req.BizName+":"+req.BizVersion] = "ACTIVATED"
 		reply("SUCCESS", map[string]string{"code": "SUCCESS"})
 	case "uninstallBiz":
@@ -252,5 +256,18 @@ func TestHeartbeatToken(t *testing.T) {
 	}
 	if !LoopbackOnly("127.0.0.1:7777") || LoopbackOnly("0.0.0.0:7777") || LoopbackOnly(":7777") {
 		t.Error("LoopbackOnly")
+	}
+}
+
+// A restarted controller meets pods whose modules are already on the base: it adopts them.
+func TestVNodeAdoptsInstalledModule(t *testing.T) {
+	v, agent, _, _ := testVNode(t)
+	agent.mods["hello:1.0.0"] = "ACTIVATED"
+	if err := v.CreatePod(context.Background(), modulePod("a", "hello", "file:///hello-1.wasm", "1.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := v.GetPod(context.Background(), "default", "a")
+	if got.Status.Phase != corev1.PodRunning {
+		t.Fatalf("pod a: %+v", got.Status.ContainerStatuses)
 	}
 }
