@@ -53,32 +53,10 @@ func TestKubernetes(t *testing.T) {
 	}
 	cfg.QPS, cfg.Burst = 100, 200
 	client := kubernetes.NewForConfigOrDie(cfg)
-	ctl, err := controller.New(controller.Config{
-		Client: client, SyncInterval: 2 * time.Second, HeartbeatTimeout: 20 * time.Second,
-		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := &http.Server{Handler: ctl.Handler("")}
-	go srv.Serve(ln)
-	ctx, cancel := context.WithCancel(context.Background())
-	runDone := make(chan error, 1)
-	go func() { runDone <- ctl.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		srv.Close()
-		select {
-		case <-runDone:
-		case <-time.After(30 * time.Second):
-			t.Error("controller did not stop within 30 s")
-		}
-	})
-	ctlURL := "http://" + ln.Addr().String()
+	addr := freeAddr(t)
+	stopController := startController(t, client, addr)
+	t.Cleanup(func() { stopController() })
+	ctlURL := "http://" + addr
 
 	var bases []*baseProc
 	for i := range 3 {
@@ -191,6 +169,14 @@ func TestKubernetes(t *testing.T) {
 	k.apply(daemonSet("hello-ds", v1, "1.0.0"))
 	k.waitPods("app=hello-ds", 3, "1.0.0")
 	waitGateways(t, bases, 3, "Hello from hello 1.0.0!")
+	// 9. A restarted controller takes its vnodes and pods back as the bases heartbeat: modules stay, pods
+	// stay Ready, and deleting still uninstalls.
+	stopController()
+	stopController = startController(t, client, addr)
+	time.Sleep(5 * time.Second) // a few heartbeats (every 2 s) and module syncs
+	k.waitPods("app=hello-ds", 3, "1.0.0")
+	waitGateways(t, bases, 3, "Hello from hello 1.0.0!")
+
 	k.run("delete", "daemonset/hello-ds", "--wait=false")
 	k.waitPods("app=hello-ds", 0, "")
 	eventually(t, 60*time.Second, "no module left after the DaemonSet", func() (bool, string) {
@@ -518,4 +504,47 @@ func (p *baseProc) modules(t testing.TB) []string {
 		out = append(out, b.BizName+":"+b.BizVersion)
 	}
 	return out
+}
+
+// startController runs a controller in this process with its heartbeat listener on addr (loopback: no
+// token) and returns a function that stops it; calling that again does nothing.
+func startController(t *testing.T, client kubernetes.Interface, addr string) (stop func()) {
+	t.Helper()
+	ctl, err := controller.New(controller.Config{
+		Client: client, SyncInterval: 2 * time.Second, HeartbeatTimeout: 20 * time.Second,
+		Logger: slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelInfo})),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ln net.Listener
+	for range 50 { // the previous controller's listener may still be closing
+		if ln, err = net.Listen("tcp", addr); err == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: ctl.Handler("")}
+	go srv.Serve(ln)
+	ctx, cancel := context.WithCancel(context.Background())
+	runDone := make(chan error, 1)
+	go func() { runDone <- ctl.Run(ctx) }()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			cancel()
+			srv.Close()
+			select {
+			case err := <-runDone:
+				if err != nil {
+					t.Errorf("controller: %v", err)
+				}
+			case <-time.After(30 * time.Second):
+				t.Error("controller did not stop within 30 s")
+			}
+		})
+	}
 }
