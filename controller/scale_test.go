@@ -86,6 +86,25 @@ func TestScale(t *testing.T) {
 	k.apply(deployment("hello", n, v1, "1.0.0"))
 	k.waitPodsFor("app=hello", n, "1.0.0", 300*time.Second)
 	t.Logf("%d module pods Ready in %v after apply; controller RSS %d MB", n, time.Since(began).Round(time.Millisecond), rssMB(t, cmd.Process.Pid))
+	// Where the time went: created -> handed to the provider (scheduling, binding, informer) -> installed.
+	var toProvider, toInstalled time.Duration
+	first, last := time.Time{}, time.Time{}
+	for _, p := range k.pods("app=hello").Items {
+		created := p.CreationTimestamp.Time
+		if first.IsZero() || created.Before(first) {
+			first = created
+		}
+		if created.After(last) {
+			last = created
+		}
+		if p.Status.StartTime != nil {
+			toProvider = max(toProvider, p.Status.StartTime.Sub(created))
+			if r := p.Status.ContainerStatuses[0].State.Running; r != nil {
+				toInstalled = max(toInstalled, r.StartedAt.Sub(p.Status.StartTime.Time))
+			}
+		}
+	}
+	t.Logf("pods created over %v; slowest created->provider %v, provider->installed %v (1 s resolution)", last.Sub(first), toProvider, toInstalled)
 	waitGateways(t, bases, n, "Hello from hello 1.0.0!")
 
 	began = time.Now()
