@@ -186,6 +186,28 @@ func TestKubernetes(t *testing.T) {
 		}
 		return len(all) == 0, fmt.Sprint(all)
 	})
+
+	// 10. A base that stops heartbeating is not Ready any more (after the 20 s heartbeat timeout).
+	dead := bases[0]
+	dead.cmd.Process.Signal(syscall.SIGKILL)
+	<-dead.exited
+	eventually(t, 120*time.Second, "the killed base's vnode NotReady", func() (bool, string) {
+		var desc []string
+		for _, n := range k.nodes().Items {
+			if n.Annotations["kouple.io/agent-url"] != dead.agent {
+				continue
+			}
+			for _, c := range n.Status.Conditions {
+				if c.Type == corev1.NodeReady {
+					if c.Status == corev1.ConditionFalse && c.Reason == "BaseHeartbeatMissing" {
+						return true, ""
+					}
+					desc = append(desc, n.Name+" "+string(c.Status)+" "+c.Reason)
+				}
+			}
+		}
+		return false, fmt.Sprint(desc)
+	})
 }
 
 // podTemplate is a module pod: Koupleless's label, tolerations for both vnode taints, a Go base, and at most
