@@ -469,12 +469,13 @@ func freeAddr(t *testing.T) string {
 }
 
 // startBase starts `kouple base --controller` on free loopback ports and waits for its agent.
-func startBase(t *testing.T, bin, ctlURL, name string) *baseProc {
+func startBase(t *testing.T, bin, ctlURL, name string, extra ...string) *baseProc {
 	t.Helper()
 	httpAddr, agentAddr := freeAddr(t), freeAddr(t)
 	p := &baseProc{gateway: "http://" + httpAddr, agent: "http://" + agentAddr, out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, "base", "--http", httpAddr, "--agent", agentAddr, "--data-dir", filepath.Join(t.TempDir(), name),
 		"--cache-dir", moduletest.CacheDir(), "--controller", ctlURL, "--heartbeat-interval", "2s")
+	p.cmd.Args = append(p.cmd.Args, extra...)
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := p.cmd.Start(); err != nil {
@@ -494,7 +495,7 @@ func startBase(t *testing.T, bin, ctlURL, name string) *baseProc {
 			t.Fatalf("%s exited at start:\n%s", name, p.out)
 		default:
 		}
-		resp, err := http.Post(p.agent+"/help", "application/json", nil)
+		resp, err := http.Get(p.gateway + "/")
 		if err != nil {
 			return false, err.Error()
 		}

@@ -29,37 +29,8 @@ func TestScale(t *testing.T) {
 	dir := t.TempDir()
 	v1 := writeArtifact(t, dir, "1.0.0")
 
-	ctlBin := filepath.Join(dir, "kouple-controller")
-	if out, err := exec.Command("go", "build", "-o", ctlBin, "../cmd/kouple-controller").CombinedOutput(); err != nil {
-		t.Fatalf("go build kouple-controller: %v\n%s", err, out)
-	}
 	addr := freeAddr(t)
-	out := &syncBuffer{}
-	cmd := exec.Command(ctlBin, "--kubeconfig", cluster.Kubeconfig, "--listen", addr, "--log-level", "warn")
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(30 * time.Second):
-			t.Error("kouple-controller did not stop within 30 s of SIGTERM")
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("controller output:\n%s", out)
-		}
-	})
-	eventually(t, 60*time.Second, "controller answering", func() (bool, string) {
-		code, body := get("http://" + addr + "/healthz")
-		return code == 200, body
-	})
+	cmd := startControllerBinary(t, nil, "--kubeconfig", cluster.Kubeconfig, "--listen", addr, "--log-level", "warn")
 	t.Logf("controller RSS idle: %d MB", rssMB(t, cmd.Process.Pid))
 
 	began := time.Now()
@@ -127,4 +98,53 @@ func rssMB(t *testing.T, pid int) int {
 		}
 	}
 	return 0
+}
+
+// startControllerBinary builds and runs kouple-controller with args and env, stops it with SIGTERM at
+// cleanup (failing the test if it does not stop), and waits until its --listen address answers /healthz.
+func startControllerBinary(t *testing.T, env []string, args ...string) *exec.Cmd {
+	t.Helper()
+	ctlBin := filepath.Join(t.TempDir(), "kouple-controller")
+	if out, err := exec.Command("go", "build", "-o", ctlBin, "../cmd/kouple-controller").CombinedOutput(); err != nil {
+		t.Fatalf("go build kouple-controller: %v\n%s", err, out)
+	}
+	addr := ""
+	for i, a := range args {
+		if a == "--listen" && i+1 < len(args) {
+			addr = args[i+1]
+		}
+	}
+	out := &syncBuffer{}
+	cmd := exec.Command(ctlBin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stdout, cmd.Stderr = out, out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan struct{})
+	go func() { cmd.Wait(); close(exited) }()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			t.Error("kouple-controller did not stop within 30 s of SIGTERM")
+			cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("controller output:\n%s", out)
+		}
+	})
+	eventually(t, 60*time.Second, "controller answering", func() (bool, string) {
+		select {
+		case <-exited:
+			t.Fatalf("kouple-controller exited at start:\n%s", out)
+		default:
+		}
+		code, body := get("http://" + addr + "/healthz")
+		return code == 200, body
+	})
+	return cmd
 }
