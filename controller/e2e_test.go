@@ -101,10 +101,17 @@ func TestKubernetes(t *testing.T) {
 		if want := []string{"schedule.koupleless.io/node-env=dev:NoExecute", "schedule.koupleless.io/virtual-node=True:NoExecute"}; !slices.Equal(taints, want) {
 			t.Errorf("node %s: taints %v, want %v", n.Name, taints, want)
 		}
-		if m := n.Status.Capacity.Memory(); m.IsZero() {
-			t.Logf("node %s: memory capacity not reported yet", n.Name)
-		}
 	}
+	eventually(t, 60*time.Second, "memory capacity from each base's health", func() (bool, string) {
+		var desc []string
+		ok := true
+		for _, n := range k.nodes().Items {
+			m, a := n.Status.Capacity.Memory(), n.Status.Allocatable.Memory()
+			desc = append(desc, n.Name+" "+m.String())
+			ok = ok && !m.IsZero() && m.Cmp(*a) == 0 && n.Status.Capacity.Pods().Value() == 65535
+		}
+		return ok, fmt.Sprint(desc)
+	})
 
 	// 2. A 3-replica module Deployment lands one per base and answers through each gateway.
 	began = time.Now()
