@@ -73,7 +73,12 @@ type Config struct {
 	// in _base.log), rotated by size; LogRecords bounds the records kept in memory per module version.
 	LogDir     string
 	LogRecords int
-	Logger     *slog.Logger
+	// ControllerURL makes the base send its heartbeat (Koupleless's BaseStatus) to <ControllerURL>/heartbeat
+	// every HeartbeatInterval (default 10 s), with ControllerToken as a bearer token when set.
+	ControllerURL     string
+	ControllerToken   string
+	HeartbeatInterval time.Duration
+	Logger            *slog.Logger
 }
 
 // DefaultDataDir is the data dir used when none is given: $HOME/.kouple/base.
@@ -93,6 +98,7 @@ func (c *Config) fill() {
 	c.Version = cmp.Or(c.Version, "1.0.0")
 	c.Cluster = cmp.Or(c.Cluster, "default")
 	c.Env = cmp.Or(c.Env, "dev")
+	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, 10*time.Second)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, 30*time.Second)
 	c.ArtifactGrace = cmp.Or(c.ArtifactGrace, time.Hour)
 	if c.Logger == nil {
@@ -293,6 +299,9 @@ func (b *Base) Start(ctx context.Context) error {
 		})
 	}
 	b.wg.Go(b.collectGarbage)
+	if b.cfg.ControllerURL != "" {
+		b.wg.Go(b.heartbeat)
+	}
 	b.logger.Info("base started", "id", b.id, "gateway", "http://"+b.gatewayLn.Addr().String(), "agent", "http://"+b.agentLn.Addr().String(), "dataDir", b.cfg.DataDir)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
@@ -42,6 +43,9 @@ at restart; --modules DIR and the config file's modules are installed at start (
 				if err := applyConfigFile(cmd, configFile, &cfg); err != nil {
 					return err
 				}
+			}
+			if cfg.ControllerToken == "" {
+				cfg.ControllerToken = os.Getenv("KOUPLE_CONTROLLER_TOKEN")
 			}
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
@@ -85,6 +89,9 @@ at restart; --modules DIR and the config file's modules are installed at start (
 		}
 		return nil
 	}
+	f.StringVar(&cfg.ControllerURL, "controller", "", "send heartbeats to this kouple-controller (http://host:port), which then drives this base")
+	f.StringVar(&cfg.ControllerToken, "controller-token", "", "bearer token for the controller's heartbeat endpoint (default $KOUPLE_CONTROLLER_TOKEN)")
+	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "time between heartbeats to --controller")
 	f.StringVar(&configFile, "config", "", "YAML file with these settings and `modules:` artifact URLs to install at start")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
