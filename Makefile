@@ -9,7 +9,7 @@ export KOUPLE_TEST_CACHE ?= $(or $(TMPDIR),/tmp)/kouple-test-wazero-cache
 RACE_PKGS := ./artifact/... ./manifest/... ./runtime/... ./observe/... ./agent/...
 
 DEMO_DIR := $(CURDIR)/.cache/demo
-EXAMPLES := hello notes greeter
+EXAMPLES := hello notes greeter todo
 
 .PHONY: all build test test-unit test-race test-sdk test-fuzz vet demo demo-modules clean bench
 
