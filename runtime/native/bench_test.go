@@ -3,8 +3,6 @@ package native_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	goruntime "runtime"
@@ -12,12 +10,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/kouple/kouple/artifact"
+	"github.com/kouple/kouple/internal/moduletest"
 	"github.com/kouple/kouple/runtime"
 	"github.com/kouple/kouple/runtime/native"
 )
@@ -44,44 +41,8 @@ func BenchmarkServe(b *testing.B) {
 	srv := httptest.NewServer(m)
 	defer srv.Close()
 	for _, c := range []int{1, 32} {
-		b.Run(fmt.Sprintf("native-plugin/c%d", c), func(b *testing.B) { load(b, srv.URL+"/", c) })
+		b.Run(fmt.Sprintf("native-plugin/c%d", c), func(b *testing.B) { moduletest.Load(b, srv.URL+"/", c) })
 	}
-}
-
-func load(b *testing.B, url string, c int) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}}
-	var next atomic.Int64
-	lat := make([][]time.Duration, c)
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	began := time.Now()
-	for g := range c {
-		wg.Go(func() {
-			for next.Add(1) <= int64(b.N) {
-				t0 := time.Now()
-				resp, err := client.Get(url)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				lat[g] = append(lat[g], time.Since(t0))
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(began)
-	b.StopTimer()
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	if len(all) == 0 {
-		return
-	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
-	client.CloseIdleConnections()
 }
 
 // TestMeasureModules loads N versions of hello (KOUPLE_MEASURE=N) and reports, per module, the time to open

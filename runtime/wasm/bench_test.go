@@ -8,11 +8,9 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -38,7 +36,7 @@ func BenchmarkServe(b *testing.B) {
 		for _, c := range []int{1, 32} {
 			b.Run(fmt.Sprintf("%s/c%d", target.name, c), func(b *testing.B) {
 				cpu0 := selfCPU(b) + processCPU(b, target.pid)
-				load(b, target.url+"/", c)
+				moduletest.Load(b, target.url+"/", c)
 				cpu := selfCPU(b) + processCPU(b, target.pid) - cpu0
 				b.ReportMetric(float64(cpu.Microseconds())/float64(b.N), "cpu-µs/req")
 			})
@@ -73,47 +71,6 @@ func processCPU(b *testing.B, pid int) time.Duration {
 
 // clockTicks is USER_HZ, the unit of /proc/<pid>/stat times: 100 on Linux.
 const clockTicks = 100
-
-// load sends b.N requests from c goroutines and reports requests/s and p50/p99 latency.
-func load(b *testing.B, url string, c int) {
-	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: c, MaxConnsPerHost: c}}
-	var next atomic.Int64
-	lat := make([][]time.Duration, c)
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	began := time.Now()
-	for g := range c {
-		wg.Go(func() {
-			for next.Add(1) <= int64(b.N) {
-				t0 := time.Now()
-				resp, err := client.Get(url)
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != 200 {
-					b.Errorf("status %d", resp.StatusCode)
-					return
-				}
-				lat[g] = append(lat[g], time.Since(t0))
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(began)
-	b.StopTimer()
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	if len(all) == 0 {
-		return
-	}
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
-	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
-	client.CloseIdleConnections()
-}
 
 // BenchmarkInstallCached: from artifact bytes to the first answered request, with compiled code in the cache.
 //
