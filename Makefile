@@ -9,7 +9,7 @@ export KOUPLE_TEST_CACHE ?= $(or $(TMPDIR),/tmp)/kouple-test-wazero-cache
 RACE_PKGS := ./artifact/... ./manifest/... ./runtime/... ./observe/... ./agent/...
 
 DEMO_DIR := $(CURDIR)/.cache/demo
-EXAMPLES := hello notes greeter todo
+EXAMPLES := hello notes greeter todo shop/inventory shop/orders
 
 .PHONY: all build test test-unit test-race test-sdk test-fuzz vet demo demo-modules clean bench
 
@@ -47,7 +47,7 @@ demo: build demo-modules
 
 demo-modules: build
 	@mkdir -p $(DEMO_DIR)/modules
-	@for m in $(EXAMPLES); do $(BIN)/kouple build examples/$$m -o $(DEMO_DIR)/modules/$$m.wasm || exit 1; done
+	@for m in $(EXAMPLES); do $(BIN)/kouple build examples/$$m -o $(DEMO_DIR)/modules/$$(basename $$m).wasm || exit 1; done
 
 include tools/k8s/k8s.mk
 
