@@ -16,7 +16,7 @@ EXAMPLES := hello notes greeter todo
 all: build
 
 build:
-	$(GO) build -o $(BIN)/kouple ./cmd/kouple
+	$(GO) build -trimpath -o $(BIN)/kouple ./cmd/kouple
 
 vet:
 	$(GO) vet ./...

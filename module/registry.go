@@ -165,13 +165,13 @@ func (r *Registry) Install(ctx context.Context, req InstallRequest) (*Version, e
 	if err != nil {
 		v.set(Broken, "LoadFailed", err.Error())
 		log.Error("install failed", "err", err)
-		return v, fmt.Errorf("module %s: %w", m.ID(), err)
+		return v, named(m, err)
 	}
 	v.set(Resolved, "Loaded", fmt.Sprintf("loaded in %s", time.Since(began).Round(time.Millisecond)))
 	if err := code.Start(ctx); err != nil {
 		v.set(Broken, "StartFailed", err.Error())
 		log.Error("install failed", "err", err)
-		return v, fmt.Errorf("module %s: %w", m.ID(), err)
+		return v, named(m, err)
 	}
 	crashpoint.Hit("install.started")
 	v.mu.Lock()
@@ -519,26 +519,67 @@ func (v *Version) recordsStart() time.Time {
 
 // Call calls method on the active version of module target, or on the base service target.
 func (r *Registry) Call(ctx context.Context, caller, target, method string, payload []byte) ([]byte, error) {
-	r.mu.RLock()
-	svc := r.services[target]
-	mod := r.modules[target]
-	r.mu.RUnlock()
+	svc, v, code, err := r.callee(target)
+	if err != nil {
+		return nil, err
+	}
 	if svc != nil {
 		return svc.Call(ctx, caller, target, method, payload)
 	}
-	if mod == nil {
-		return nil, fmt.Errorf("module %s is not installed in this base", target)
-	}
-	v := mod.Active()
-	if v == nil {
-		return nil, errors.New(mod.WhyInactive())
-	}
-	code := v.enter()
-	if code == nil {
-		return nil, fmt.Errorf("module %s is stopping", v.ID())
-	}
 	defer v.leave()
 	return code.Call(ctx, method, payload)
+}
+
+// named is err naming the module version, once: runtimes' errors usually do already.
+func named(m *manifest.Manifest, err error) error {
+	if strings.Contains(err.Error(), m.ID()) {
+		return err
+	}
+	return fmt.Errorf("module %s: %w", m.ID(), err)
+}
+
+// CallValue is Call with the argument and answer as Go values, for native callers: it reaches a base service
+// that implements runtime.ValueHost or a module version whose code is a runtime.ValueCaller, and returns
+// runtime.ErrNoValuePath, having called nothing, otherwise.
+func (r *Registry) CallValue(ctx context.Context, caller, target, method string, in any) (any, error) {
+	svc, v, code, err := r.callee(target)
+	if err != nil {
+		return nil, err
+	}
+	if svc != nil {
+		if vh, ok := svc.(runtime.ValueHost); ok {
+			return vh.CallValue(ctx, caller, target, method, in)
+		}
+		return nil, runtime.ErrNoValuePath
+	}
+	defer v.leave()
+	if vc, ok := code.(runtime.ValueCaller); ok {
+		return vc.CallValue(ctx, method, in)
+	}
+	return nil, runtime.ErrNoValuePath
+}
+
+// callee finds what a call to target reaches: a base service, or else the code of the module's active version,
+// entered (the caller must leave v).
+func (r *Registry) callee(target string) (svc runtime.Host, v *Version, code runtime.Module, err error) {
+	r.mu.RLock()
+	svc = r.services[target]
+	mod := r.modules[target]
+	r.mu.RUnlock()
+	if svc != nil {
+		return svc, nil, nil, nil
+	}
+	if mod == nil {
+		return nil, nil, nil, fmt.Errorf("module %s is not installed in this base", target)
+	}
+	v = mod.Active()
+	if v == nil {
+		return nil, nil, nil, errors.New(mod.WhyInactive())
+	}
+	if code = v.enter(); code == nil {
+		return nil, nil, nil, fmt.Errorf("module %s is stopping", v.ID())
+	}
+	return nil, v, code, nil
 }
 
 // callerHost is what a module's runtime calls back into; it knows which module version calls.
@@ -548,7 +589,24 @@ type callerHost struct {
 }
 
 func (h callerHost) Call(ctx context.Context, caller, target, method string, payload []byte) ([]byte, error) {
-	return h.r.Call(context.WithValue(ctx, callerKey{}, h.m), caller, target, method, payload)
+	return h.r.Call(h.mark(ctx, target), caller, target, method, payload)
+}
+
+// mark gives a call to a base service the caller's manifest, for the service's grant checks. Calls between
+// modules need none, and skip the allocation.
+func (h callerHost) mark(ctx context.Context, target string) context.Context {
+	h.r.mu.RLock()
+	_, svc := h.r.services[target]
+	h.r.mu.RUnlock()
+	if !svc {
+		return ctx
+	}
+	return context.WithValue(ctx, callerKey{}, h.m)
+}
+
+// CallValue implements runtime.ValueHost.
+func (h callerHost) CallValue(ctx context.Context, caller, target, method string, in any) (any, error) {
+	return h.r.CallValue(h.mark(ctx, target), caller, target, method, in)
 }
 
 type callerKey struct{}

@@ -5,6 +5,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -48,6 +49,22 @@ type HostFunc func(ctx context.Context, caller, target, method string, payload [
 func (f HostFunc) Call(ctx context.Context, caller, target, method string, payload []byte) ([]byte, error) {
 	return f(ctx, caller, target, method, payload)
 }
+
+// ValueHost is a Host that can also carry a call with its argument and answer as Go values, nothing encoded:
+// for native modules, whose values live in the base's own process. CallValue returns ErrNoValuePath, having
+// done nothing, when the callee cannot take in as it is (a wasm module, or a method of another argument type).
+type ValueHost interface {
+	CallValue(ctx context.Context, caller, target, method string, in any) (any, error)
+}
+
+// ValueCaller is a Module whose exported methods take and answer Go values (the native runtime). CallValue
+// returns ErrNoValuePath, without running anything, when in is not of the method's argument type.
+type ValueCaller interface {
+	CallValue(ctx context.Context, method string, in any) (any, error)
+}
+
+// ErrNoValuePath says a call cannot pass its values as they are; the caller then encodes them and uses Call.
+var ErrNoValuePath = errors.New("this call's values cannot pass as Go values")
 
 // Module is one loaded module version.
 type Module interface {

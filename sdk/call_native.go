@@ -21,7 +21,7 @@ const callPath = "/.kouple/call/"
 // address in $KOUPLE_CALL_URL_<TARGET> (the name upper-cased, dashes as underscores), such as
 // KOUPLE_CALL_URL_HELLO=http://hello:8080.
 func CallRaw(ctx context.Context, target, method string, payload []byte) ([]byte, error) {
-	if l := current(); l != nil {
+	if l := currentIn(ctx); l != nil {
 		l.mu.Lock()
 		call := l.spec.Call
 		l.mu.Unlock()

@@ -34,6 +34,10 @@ type LoadSpec struct {
 	Logger *slog.Logger
 	// Call carries the module's calls to other modules and base services.
 	Call func(ctx context.Context, target, method string, payload []byte) ([]byte, error)
+	// CallValue, when set, carries a call with its argument and answer as Go values: to a native module's
+	// method or a typed base service whose argument type is in's type. It returns ErrNoValuePath, having done
+	// nothing, when the call cannot go that way; Call then encodes it.
+	CallValue func(ctx context.Context, target, method string, in any) (any, error)
 }
 
 // Loaded is one module loaded into a base as a Go plugin: what it registered, and what it owns.
@@ -107,14 +111,32 @@ func (l *Loaded) Methods() []string {
 
 // Invoke runs one of the module's exported methods. A panic in the method becomes its error.
 func (l *Loaded) Invoke(ctx context.Context, name string, payload []byte) ([]byte, error) {
-	l.mu.Lock()
-	fn := l.methods[name]
-	names := sortedNames(l.methods)
-	l.mu.Unlock()
-	if fn == nil {
-		return nil, fmt.Errorf("no method %q: this module exports %v", name, names)
+	fn, err := l.method(name)
+	if err != nil {
+		return nil, err
 	}
 	return invoke(ctx, name, fn, payload)
+}
+
+// InvokeValue runs one of the module's exported methods with a Go value as its argument, and answers the
+// method's Go value: nothing is encoded or copied. It returns ErrNoValuePath, without running the method, when
+// in is not of the method's argument type. A panic in the method becomes its error.
+func (l *Loaded) InvokeValue(ctx context.Context, name string, in any) (any, error) {
+	fn, err := l.method(name)
+	if err != nil {
+		return nil, err
+	}
+	return invokeValue(ctx, name, fn, in)
+}
+
+func (l *Loaded) method(name string) (method, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fn := l.methods[name]
+	if fn.json == nil {
+		return fn, fmt.Errorf("no method %q: this module exports %v", name, sortedNames(l.methods))
+	}
+	return fn, nil
 }
 
 // Running is how many goroutines the module started with Go are still running.
@@ -142,13 +164,29 @@ func (l *Loaded) Stop(wait time.Duration) int64 {
 	})
 	l.mu.Lock()
 	l.handler, l.methods = nil, map[string]method{}
-	l.spec.Env, l.spec.Call = nil, nil
+	l.spec.Env, l.spec.Call, l.spec.CallValue = nil, nil, nil
 	l.mu.Unlock()
 	deadline := time.Now().Add(wait)
 	for l.running.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(5 * time.Millisecond)
 	}
 	return l.running.Load()
+}
+
+type loadedKey struct{}
+
+// With returns ctx marked as the module's: the native runtime marks the context of each request and call it
+// hands the module, so that Call finds the calling module without reading the stack.
+func (l *Loaded) With(ctx context.Context) context.Context {
+	return context.WithValue(ctx, loadedKey{}, l)
+}
+
+// currentIn is the module ctx was marked for, or else the one whose code is on the stack.
+func currentIn(ctx context.Context) *Loaded {
+	if l, ok := ctx.Value(loadedKey{}).(*Loaded); ok {
+		return l
+	}
+	return current()
 }
 
 // current finds the native module whose code called into the SDK, or nil (standalone, wasm, or code that is

@@ -4,7 +4,8 @@ import "embed"
 
 // Source is this SDK's own source, which `kouple new` writes beside a new module so that it builds outside
 // the Kouple repository (the module proxy does not serve the SDK's path). Programs that do not refer to it do
-// not carry it: the linker drops it.
+// not carry it: the linker drops it. The copy must be the whole package, this file included: a native module
+// (a Go plugin) loads only if its SDK is the very package the base was built with.
 //
-//go:embed go.mod sdk.go export.go call.go call_wasip1.go call_native.go serve_wasip1.go serve_native.go trace.go config_helpers.go module.go kv sqldriver sqlwire
+//go:embed go.mod *.go kv kvwire sqldriver sqlwire
 var Source embed.FS

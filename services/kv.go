@@ -9,6 +9,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"github.com/kouple/kouple/manifest"
+	"github.com/kouple/kouple/sdk/kvwire"
 )
 
 // KV is a key-value store owned by the base: a private namespace per module, and shared namespaces that a
@@ -33,13 +34,6 @@ func OpenKV(path string, policy *Policy) (*KV, error) {
 // Close closes the store.
 func (kv *KV) Close() error { return kv.db.Close() }
 
-type kvArg struct {
-	Namespace string `json:"namespace,omitempty"` // empty: the module's own
-	Key       string `json:"key,omitempty"`
-	Value     []byte `json:"value,omitempty"`
-	Prefix    string `json:"prefix,omitempty"`
-}
-
 // bucket names the namespace a call may use, after checking the grant.
 func (kv *KV) bucket(caller *manifest.Manifest, ns string) ([]byte, error) {
 	if ns == "" {
@@ -60,84 +54,81 @@ func (kv *KV) bucket(caller *manifest.Manifest, ns string) ([]byte, error) {
 	return []byte("shared/" + ns), nil
 }
 
-// request decodes a call's argument and finds the namespace it may use.
-func (kv *KV) request(caller *manifest.Manifest, p []byte) (kvArg, []byte, error) {
-	var a kvArg
-	if err := decode(p, &a); err != nil {
-		return a, nil, err
+// Host is the kv service for modules: get, put, delete, list — encoded for wasm modules, and the sdk/kvwire
+// values passed as they are for native ones.
+func (kv *KV) Host() valueHost {
+	h := newValueHost()
+	for name, fn := range map[string]func(context.Context, *manifest.Manifest, kvwire.Request) (any, error){
+		"get": kv.get, "put": kv.put, "delete": kv.delete, "list": kv.list,
+	} {
+		h.add(name, typed(fn))
 	}
-	b, err := kv.bucket(caller, a.Namespace)
-	return a, b, err
+	return h
 }
 
-// Host is the kv service for modules: get, put, delete, list.
-func (kv *KV) Host() host {
-	return host{
-		"get": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
-			a, b, err := kv.request(caller, p)
-			if err != nil {
-				return nil, err
-			}
-			var out struct {
-				Value []byte `json:"value"`
-				Found bool   `json:"found"`
-			}
-			err = kv.db.View(func(tx *bolt.Tx) error {
-				if bk := tx.Bucket(b); bk != nil {
-					if v := bk.Get([]byte(a.Key)); v != nil {
-						out.Value, out.Found = append([]byte(nil), v...), true
-					}
-				}
-				return nil
-			})
-			return out, err
-		},
-		"put": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
-			a, b, err := kv.request(caller, p)
-			if err != nil {
-				return nil, err
-			}
-			if a.Key == "" || len(a.Value) > MaxValue {
-				return nil, fmt.Errorf("a key must not be empty and a value at most %d KiB", MaxValue>>10)
-			}
-			return nil, kv.db.Update(func(tx *bolt.Tx) error {
-				bk, err := tx.CreateBucketIfNotExists(b)
-				if err != nil {
-					return err
-				}
-				return bk.Put([]byte(a.Key), a.Value)
-			})
-		},
-		"delete": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
-			a, b, err := kv.request(caller, p)
-			if err != nil {
-				return nil, err
-			}
-			return nil, kv.db.Update(func(tx *bolt.Tx) error {
-				if bk := tx.Bucket(b); bk != nil {
-					return bk.Delete([]byte(a.Key))
-				}
-				return nil
-			})
-		},
-		"list": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
-			a, b, err := kv.request(caller, p)
-			if err != nil {
-				return nil, err
-			}
-			keys := []string{}
-			err = kv.db.View(func(tx *bolt.Tx) error {
-				bk := tx.Bucket(b)
-				if bk == nil {
-					return nil
-				}
-				c := bk.Cursor()
-				for k, _ := c.Seek([]byte(a.Prefix)); k != nil && strings.HasPrefix(string(k), a.Prefix); k, _ = c.Next() {
-					keys = append(keys, string(k))
-				}
-				return nil
-			})
-			return keys, err
-		},
+func (kv *KV) get(ctx context.Context, caller *manifest.Manifest, a kvwire.Request) (any, error) {
+	b, err := kv.bucket(caller, a.Namespace)
+	if err != nil {
+		return nil, err
 	}
+	var out kvwire.Entry
+	err = kv.db.View(func(tx *bolt.Tx) error {
+		if bk := tx.Bucket(b); bk != nil {
+			if v := bk.Get([]byte(a.Key)); v != nil {
+				out.Value, out.Found = append([]byte(nil), v...), true
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+func (kv *KV) put(ctx context.Context, caller *manifest.Manifest, a kvwire.Request) (any, error) {
+	b, err := kv.bucket(caller, a.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	if a.Key == "" || len(a.Value) > MaxValue {
+		return nil, fmt.Errorf("a key must not be empty and a value at most %d KiB", MaxValue>>10)
+	}
+	return nil, kv.db.Update(func(tx *bolt.Tx) error {
+		bk, err := tx.CreateBucketIfNotExists(b)
+		if err != nil {
+			return err
+		}
+		return bk.Put([]byte(a.Key), a.Value)
+	})
+}
+
+func (kv *KV) delete(ctx context.Context, caller *manifest.Manifest, a kvwire.Request) (any, error) {
+	b, err := kv.bucket(caller, a.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	return nil, kv.db.Update(func(tx *bolt.Tx) error {
+		if bk := tx.Bucket(b); bk != nil {
+			return bk.Delete([]byte(a.Key))
+		}
+		return nil
+	})
+}
+
+func (kv *KV) list(ctx context.Context, caller *manifest.Manifest, a kvwire.Request) (any, error) {
+	b, err := kv.bucket(caller, a.Namespace)
+	if err != nil {
+		return nil, err
+	}
+	keys := []string{}
+	err = kv.db.View(func(tx *bolt.Tx) error {
+		bk := tx.Bucket(b)
+		if bk == nil {
+			return nil
+		}
+		c := bk.Cursor()
+		for k, _ := c.Seek([]byte(a.Prefix)); k != nil && strings.HasPrefix(string(k), a.Prefix); k, _ = c.Next() {
+			keys = append(keys, string(k))
+		}
+		return nil
+	})
+	return keys, err
 }

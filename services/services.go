@@ -6,6 +6,7 @@ package services
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -77,6 +78,62 @@ func (h host) Call(ctx context.Context, _, target, method string, payload []byte
 		return nil, &runtime.CallError{Module: target, Method: method, Message: err.Error()}
 	}
 	return json.Marshal(out)
+}
+
+// valueHandler is one method taking its argument as a Go value (from a native module); it answers
+// runtime.ErrNoValuePath, doing nothing, when in is not of its argument type.
+type valueHandler func(ctx context.Context, caller *manifest.Manifest, in any) (any, error)
+
+// endpoint is one method in both forms.
+type endpoint struct {
+	json  handler
+	value valueHandler
+}
+
+// typed makes both forms of a method from one typed function: its argument decoded from JSON, or taken as it is.
+func typed[In any](fn func(ctx context.Context, caller *manifest.Manifest, in In) (any, error)) endpoint {
+	return endpoint{func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
+		var in In
+		if err := decode(p, &in); err != nil {
+			return nil, err
+		}
+		return fn(ctx, caller, in)
+	}, func(ctx context.Context, caller *manifest.Manifest, in any) (any, error) {
+		switch v := in.(type) {
+		case In:
+			return fn(ctx, caller, v)
+		case *In:
+			if v != nil {
+				return fn(ctx, caller, *v)
+			}
+		}
+		return nil, runtime.ErrNoValuePath
+	}}
+}
+
+// valueHost serves a set of methods both encoded (runtime.Host) and as Go values (runtime.ValueHost).
+type valueHost struct {
+	host
+	values map[string]valueHandler
+}
+
+func newValueHost() valueHost { return valueHost{host: host{}, values: map[string]valueHandler{}} }
+
+func (h valueHost) add(name string, e endpoint) {
+	h.host[name], h.values[name] = e.json, e.value
+}
+
+// CallValue implements runtime.ValueHost.
+func (h valueHost) CallValue(ctx context.Context, _, target, method string, in any) (any, error) {
+	fn := h.values[method]
+	if fn == nil {
+		return nil, runtime.ErrNoValuePath
+	}
+	out, err := fn(ctx, module.Caller(ctx), in)
+	if err != nil && !errors.Is(err, runtime.ErrNoValuePath) {
+		return nil, &runtime.CallError{Module: target, Method: method, Message: err.Error()}
+	}
+	return out, err
 }
 
 func decode(payload []byte, v any) error {

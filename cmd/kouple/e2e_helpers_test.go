@@ -28,7 +28,8 @@ var (
 	binErr  error
 )
 
-// kouple builds this command once per test process and returns the binary's path.
+// kouple builds this command once per test process, as `make build` does (-trimpath, which native modules made
+// by `kouple new` need), and returns the binary's path.
 func kouple(t testing.TB) string {
 	t.Helper()
 	binOnce.Do(func() {
@@ -38,7 +39,7 @@ func kouple(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "kouple")
-		cmd := exec.Command("go", "build", "-o", binPath, ".")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", binPath, ".")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			binErr = fmt.Errorf("go build: %v\n%s", err, out)
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -82,6 +83,29 @@ func TestDeployCycle(t *testing.T) {
 }
 
 // TestArkletCommands: the commands with the request bodies of Koupleless's documentation.
+// TestNewModule: a module made by `kouple new`, outside the repository with its own copy of the SDK, deploys
+// as a wasm module and, built against the running base, as a native one.
+func TestNewModule(t *testing.T) {
+	b := startBase(t, t.TempDir())
+	work := t.TempDir()
+	cmd := exec.Command(kouple(t), "new", "fresh")
+	cmd.Dir = work
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("kouple new: %v\n%s", err, out)
+	}
+	dir := filepath.Join(work, "fresh")
+	b.mustCLI("deploy", dir)
+	if code, body := b.get("/fresh/"); code != 200 || body != "Hello from fresh 0.1.0!\n" {
+		t.Fatalf("wasm: %d %q", code, body)
+	}
+	so := filepath.Join(work, "fresh.so")
+	b.mustCLI("build", dir, "--runtime", "native", "--base", b.agent, "--version", "0.2.0", "-o", so)
+	b.mustCLI("deploy", so)
+	if code, body := b.get("/fresh/"); code != 200 || body != "Hello from fresh 0.2.0!\n" {
+		t.Fatalf("native: %d %q", code, body)
+	}
+}
+
 func TestArkletCommands(t *testing.T) {
 	b := startBase(t, t.TempDir())
 	path := artifactFile(t, "examples/hello", "1.0.0")

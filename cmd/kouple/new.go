@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -12,6 +13,20 @@ import (
 	"github.com/kouple/kouple/manifest"
 	"github.com/kouple/kouple/sdk"
 )
+
+// sdkVersion is the version of the SDK this kouple was built with, which a new module requires too: with
+// -trimpath the compiler names the SDK's files by module path and version, so a native module loads into a base
+// only if both agree (and the copy is the same source).
+func sdkVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, d := range bi.Deps {
+			if d.Path == "github.com/kouple/kouple/sdk" {
+				return d.Version
+			}
+		}
+	}
+	return "v0.0.0-00010101000000-000000000000" // what the repository's go.mod requires
+}
 
 // sdkDir is where `kouple new` puts the SDK's source inside a new module.
 const sdkDir = "kouple-sdk"
@@ -33,7 +48,7 @@ go.mod that takes the SDK from a copy in kouple-sdk/, so the module builds outsi
 				return fmt.Errorf("%s already exists: choose another name or remove it", dir)
 			}
 			files := map[string]string{
-				"go.mod":      fmt.Sprintf("module %s\n\ngo 1.26\n\nrequire github.com/kouple/kouple/sdk v0.0.0\n\nreplace github.com/kouple/kouple/sdk => ./%s\n", name, sdkDir),
+				"go.mod":      fmt.Sprintf("module %s\n\ngo 1.26\n\nrequire github.com/kouple/kouple/sdk %s\n\nreplace github.com/kouple/kouple/sdk => ./%s\n", name, sdkVersion(), sdkDir),
 				"kouple.yaml": fmt.Sprintf("name: %s\nversion: 0.1.0\ncontextPath: /%s\nruntime: wasm\n", name, name),
 				"main.go":     strings.ReplaceAll(mainTemplate, "NAME", name),
 			}

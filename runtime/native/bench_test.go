@@ -3,6 +3,8 @@ package native_test
 import (
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	goruntime "runtime"
@@ -13,10 +15,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kouple/kouple/agent"
 	"github.com/kouple/kouple/artifact"
+	"github.com/kouple/kouple/base"
 	"github.com/kouple/kouple/internal/moduletest"
 	"github.com/kouple/kouple/runtime"
 	"github.com/kouple/kouple/runtime/native"
+	"github.com/kouple/kouple/services"
 )
 
 // BenchmarkServe: hello's greeting served by a native module through a real HTTP listener; compare with
@@ -43,6 +48,62 @@ func BenchmarkServe(b *testing.B) {
 	for _, c := range []int{1, 32} {
 		b.Run(fmt.Sprintf("native-plugin/c%d", c), func(b *testing.B) { moduletest.Load(b, srv.URL+"/", c) })
 	}
+}
+
+// BenchmarkCall: calls between native modules and from the base, with Go values and with JSON, against the
+// same round trip over loopback HTTP with keep-alive.
+//
+//	go test ./runtime/native -run '^$' -bench Call -benchtime 2s
+func BenchmarkCall(b *testing.B) {
+	valuer := mustBuild(b, "runtime/native/testdata/valuer", "1.0.0")
+	shaper := mustBuild(b, "runtime/native/testdata/shaper", "1.0.0")
+	bs := newBaseWith(b, base.Config{})
+	for _, p := range []string{valuer, shaper} {
+		if _, err := bs.Install(context.Background(), agent.InstallRequest{BizURL: "file://" + p}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	for _, mode := range []string{"value", "json"} {
+		b.Run("module-to-module/"+mode, func(b *testing.B) {
+			// One request makes all b.N calls inside valuer; its own cost is spread over them.
+			resp, err := http.Get(fmt.Sprintf("%s/valuer/loop?target=shaper&mode=%s&n=%d", bs.GatewayURL(), mode, b.N))
+			if err != nil {
+				b.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Fatalf("%d %s", resp.StatusCode, body)
+			}
+		})
+	}
+	in := []byte("payload")
+	b.Run("base-to-module/value", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := services.CallModule[[]byte](context.Background(), bs.Registry(), "shaper", "same", in); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("base-to-module/json", func(b *testing.B) {
+		for b.Loop() {
+			if _, err := bs.Registry().Call(context.Background(), "base", "shaper", "same", []byte(`"cGF5bG9hZA=="`)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("loopback-http", func(b *testing.B) {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.Copy(w, r.Body) }))
+		defer srv.Close()
+		for b.Loop() {
+			resp, err := http.Post(srv.URL, "application/json", strings.NewReader(`"cGF5bG9hZA=="`))
+			if err != nil {
+				b.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+		}
+	})
 }
 
 // TestMeasureModules loads N versions of hello (KOUPLE_MEASURE=N) and reports, per module, the time to open

@@ -21,6 +21,7 @@ import (
 	"os"
 	"path/filepath"
 	"plugin"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -133,24 +134,13 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 	if logger == nil {
 		logger = r.cfg.Logger.With("module", m.Name, "version", m.Version)
 	}
-	host := spec.Host
-	call := func(ctx context.Context, target, method string, payload []byte) ([]byte, error) {
-		if host == nil {
-			return nil, fmt.Errorf("call %s.%s: this base answers no calls", target, method)
-		}
-		res, err := host.Call(ctx, m.Name, target, method, payload)
-		if ce, ok := errors.AsType[*runtime.CallError](err); ok {
-			return nil, &sdk.CallError{Target: target, Method: method, Message: ce.Message}
-		}
-		return res, err
-	}
-
+	call, callValue := calls(m.Name, spec.Host)
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	loadLock.Lock()
 	began := time.Now()
-	reg, err := r.open(file, sdk.LoadSpec{Name: m.Name, Version: m.Version, Path: path, Env: env, Logger: logger, Call: call})
+	reg, err := r.open(file, sdk.LoadSpec{Name: m.Name, Version: m.Version, Path: path, Env: env, Logger: logger, Call: call, CallValue: callValue})
 	opened := time.Since(began)
 	loadLock.Unlock()
 	if err != nil {
@@ -169,6 +159,37 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 		return nil, fmt.Errorf("module %s: its init registered no handler: call sdk.Handle from init() (a plugin never runs main)", m.ID())
 	}
 	return &Module{rt: r, lp: lp, id: m.ID(), name: m.Name, reg: reg, handler: h, logger: logger, opened: opened}, nil
+}
+
+// calls are how the module's calls reach host: encoded, and as Go values when host can carry them.
+func calls(name string, host runtime.Host) (call func(context.Context, string, string, []byte) ([]byte, error), callValue func(context.Context, string, string, any) (any, error)) {
+	call = func(ctx context.Context, target, method string, payload []byte) ([]byte, error) {
+		if host == nil {
+			return nil, fmt.Errorf("call %s.%s: this base answers no calls", target, method)
+		}
+		res, err := host.Call(ctx, name, target, method, payload)
+		return res, sdkError(target, method, err)
+	}
+	vh, ok := host.(runtime.ValueHost)
+	if !ok {
+		return call, nil
+	}
+	callValue = func(ctx context.Context, target, method string, in any) (any, error) {
+		res, err := vh.CallValue(ctx, name, target, method, in)
+		if errors.Is(err, runtime.ErrNoValuePath) {
+			return nil, sdk.ErrNoValuePath
+		}
+		return res, sdkError(target, method, err)
+	}
+	return call, callValue
+}
+
+// sdkError is a callee's answer as the SDK reports it to the module.
+func sdkError(target, method string, err error) error {
+	if ce, ok := errors.AsType[*runtime.CallError](err); ok {
+		return &sdk.CallError{Target: target, Method: method, Message: ce.Message}
+	}
+	return err
 }
 
 // Precheck says why an artifact cannot load into this process, without opening it: the registry asks before it
@@ -259,7 +280,11 @@ func (r *Runtime) open(file string, spec sdk.LoadSpec) (reg *sdk.Loaded, err err
 		}
 	}()
 	if _, err := plugin.Open(file); err != nil {
-		return nil, fmt.Errorf("the Go plugin loader refused it: %w", err)
+		hint := ""
+		if strings.Contains(err.Error(), "different version of package github.com/kouple/kouple/sdk") {
+			hint = ": a native module must be built with the very SDK package the base was built with — build the base with -trimpath (make build does) and build the module with `kouple build --runtime native --base URL`, keeping the SDK copy and version `kouple new` wrote in its go.mod"
+		}
+		return nil, fmt.Errorf("the Go plugin loader refused it: %w%s", err, hint)
 	}
 	r.cfg.Logger.Debug("plugin opened", "module", spec.Name, "version", spec.Version, "took", time.Since(began))
 	return l, nil
@@ -304,7 +329,7 @@ func (m *Module) current() (*sdk.Loaded, http.Handler) {
 // ServeHTTP runs the module's handler in this goroutine. A panic becomes a 500 answer (or, once the answer has
 // begun, an aborted one) and the base carries on.
 func (m *Module) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	_, h := m.current()
+	reg, h := m.current()
 	if h == nil {
 		http.Error(w, "module "+m.id+" is stopped", http.StatusServiceUnavailable)
 		return
@@ -330,7 +355,7 @@ func (m *Module) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		http.Error(w, "module "+m.id+": "+why, http.StatusInternalServerError)
 	}()
-	h.ServeHTTP(rec, r)
+	h.ServeHTTP(rec, r.WithContext(reg.With(r.Context())))
 }
 
 // recorder notes whether the answer has begun; it passes Flush, Hijack and the rest through Unwrap.
@@ -366,6 +391,41 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 // Call runs an exported method in this goroutine; a panic becomes its error.
 func (m *Module) Call(ctx context.Context, method string, payload []byte) ([]byte, error) {
+	reg, err := m.enterCall(ctx, method)
+	if err != nil {
+		return nil, err
+	}
+	defer m.inFlight.Add(-1)
+	m.requests.Add(1)
+	res, err := reg.Invoke(reg.With(ctx), method, payload)
+	if err != nil {
+		return nil, &runtime.CallError{Module: m.name, Method: method, Message: err.Error()}
+	}
+	return res, nil
+}
+
+// CallValue runs an exported method with a Go value as its argument and answers the method's Go value, in this
+// goroutine (runtime.ValueCaller). It returns runtime.ErrNoValuePath, running nothing, when in is not of the
+// method's argument type.
+func (m *Module) CallValue(ctx context.Context, method string, in any) (any, error) {
+	reg, err := m.enterCall(ctx, method)
+	if err != nil {
+		return nil, err
+	}
+	defer m.inFlight.Add(-1)
+	res, err := reg.InvokeValue(reg.With(ctx), method, in)
+	if errors.Is(err, sdk.ErrNoValuePath) {
+		return nil, runtime.ErrNoValuePath
+	}
+	m.requests.Add(1)
+	if err != nil {
+		return nil, &runtime.CallError{Module: m.name, Method: method, Message: err.Error()}
+	}
+	return res, nil
+}
+
+// enterCall counts a call in flight on a running module; the caller must take it off.
+func (m *Module) enterCall(ctx context.Context, method string) (*sdk.Loaded, error) {
 	reg, _ := m.current()
 	if reg == nil {
 		return nil, fmt.Errorf("module %s: call %s: the module is stopped", m.id, method)
@@ -374,13 +434,7 @@ func (m *Module) Call(ctx context.Context, method string, payload []byte) ([]byt
 		return nil, fmt.Errorf("module %s: call %s: %w", m.id, method, err)
 	}
 	m.inFlight.Add(1)
-	m.requests.Add(1)
-	defer m.inFlight.Add(-1)
-	res, err := reg.Invoke(ctx, method, payload)
-	if err != nil {
-		return nil, &runtime.CallError{Module: m.name, Method: method, Message: err.Error()}
-	}
-	return res, nil
+	return reg, nil
 }
 
 // Stats reports requests and calls; memory and CPU are the base's, shared, so they are not counted per module.

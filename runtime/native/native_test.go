@@ -17,6 +17,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/kouple/kouple/agent"
 	"github.com/kouple/kouple/artifact"
@@ -24,6 +25,7 @@ import (
 	"github.com/kouple/kouple/builder"
 	"github.com/kouple/kouple/runtime"
 	"github.com/kouple/kouple/runtime/native"
+	"github.com/kouple/kouple/services"
 )
 
 // Plugins are built with this test binary's own build information (toolchain, -race, -trimpath, dependency
@@ -74,10 +76,13 @@ func mustBuild(t testing.TB, dir, version string) string {
 	return p
 }
 
-func newBase(t *testing.T) *base.Base {
+func newBase(t *testing.T) *base.Base { return newBaseWith(t, base.Config{}) }
+
+func newBaseWith(t testing.TB, cfg base.Config) *base.Base {
 	t.Helper()
-	b, err := base.New(base.Config{HTTPAddr: "127.0.0.1:0", AgentAddr: "127.0.0.1:0", DataDir: t.TempDir(),
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	cfg.HTTPAddr, cfg.AgentAddr, cfg.DataDir = "127.0.0.1:0", "127.0.0.1:0", t.TempDir()
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := base.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,6 +186,45 @@ func TestNativeInBase(t *testing.T) {
 	}
 	if _, body := get(t, gw+"/hello/"); body != "Hello from hello 1.0.0!\n" {
 		t.Fatalf("after a refused replace: %q", body)
+	}
+}
+
+// TestGoValues: between native modules, and between them and the base, a call's argument and answer are the
+// caller's and callee's own Go values, nothing encoded or copied — when the types agree; a value of another type
+// still arrives, through JSON.
+func TestGoValues(t *testing.T) {
+	valuer := mustBuild(t, "runtime/native/testdata/valuer", "1.0.0")
+	shaper := mustBuild(t, "runtime/native/testdata/shaper", "1.0.0")
+	b := newBaseWith(t, base.Config{Services: services.Policy{Allow: []string{"valuer=service:mem"}}})
+	services.Method(b.Service("mem"), "same", func(ctx context.Context, caller string, in []byte) ([]byte, error) { return in, nil })
+	for _, p := range []string{valuer, shaper} {
+		if err := install(t, b, p, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	gw := b.GatewayURL()
+	for _, c := range []struct{ path, want string }{
+		{"/valuer/same?target=mem", "payload shared=true"},    // module -> base service
+		{"/valuer/same?target=shaper", "payload shared=true"}, // module -> another module
+		{"/valuer/grow?target=valuer", "sent n=2 got n=2"},    // the callee changed the caller's map
+		{"/valuer/shape?target=shaper", "sum=5"},              // types of two modules: through JSON
+		{"/valuer/kv?v=abc", "abc true"},                      // the kv service, as Go values
+		{"/valuer/same?target=nosuch", "module nosuch is not installed in this base"},
+	} {
+		if _, body := get(t, gw+c.path); !strings.Contains(body, c.want) {
+			t.Errorf("%s: %q, want %q", c.path, body, c.want)
+		}
+	}
+	// base -> module
+	in := []byte("from the base")
+	out, err := services.CallModule[[]byte](context.Background(), b.Registry(), "valuer", "same", in)
+	if err != nil || unsafe.SliceData(out) != unsafe.SliceData(in) {
+		t.Errorf("base -> module: %q %v, shared=%v", out, err, unsafe.SliceData(out) == unsafe.SliceData(in))
+	}
+	// A value the method does not take, from the base: through JSON, as for a wasm module.
+	sum, err := services.CallModule[map[string]int](context.Background(), b.Registry(), "shaper", "shape", map[string]int{"X": 4, "Y": 5})
+	if err != nil || sum["Sum"] != 9 {
+		t.Errorf("base -> module through JSON: %v %v", sum, err)
 	}
 }
 

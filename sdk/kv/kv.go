@@ -6,17 +6,11 @@ import (
 	"context"
 
 	"github.com/kouple/kouple/sdk"
+	"github.com/kouple/kouple/sdk/kvwire"
 )
 
 // Namespace is a namespace of the store; the zero value is the module's own.
 type Namespace struct{ Name string }
-
-type arg struct {
-	Namespace string `json:"namespace,omitempty"`
-	Key       string `json:"key,omitempty"`
-	Value     []byte `json:"value,omitempty"`
-	Prefix    string `json:"prefix,omitempty"`
-}
 
 // Shared is a shared namespace.
 func Shared(name string) Namespace { return Namespace{name} }
@@ -31,27 +25,24 @@ func Put(ctx context.Context, key string, value []byte) error {
 
 // Get reads a key; found is false when it is absent.
 func (n Namespace) Get(ctx context.Context, key string) (value []byte, found bool, err error) {
-	var out struct {
-		Value []byte `json:"value"`
-		Found bool   `json:"found"`
-	}
-	err = sdk.Call(ctx, "kv", "get", arg{Namespace: n.Name, Key: key}, &out)
+	var out kvwire.Entry
+	err = sdk.Call(ctx, "kv", "get", kvwire.Request{Namespace: n.Name, Key: key}, &out)
 	return out.Value, out.Found, err
 }
 
 // Put writes a key.
 func (n Namespace) Put(ctx context.Context, key string, value []byte) error {
-	return sdk.Call(ctx, "kv", "put", arg{Namespace: n.Name, Key: key, Value: value}, nil)
+	return sdk.Call(ctx, "kv", "put", kvwire.Request{Namespace: n.Name, Key: key, Value: value}, nil)
 }
 
 // Delete removes a key.
 func (n Namespace) Delete(ctx context.Context, key string) error {
-	return sdk.Call(ctx, "kv", "delete", arg{Namespace: n.Name, Key: key}, nil)
+	return sdk.Call(ctx, "kv", "delete", kvwire.Request{Namespace: n.Name, Key: key}, nil)
 }
 
 // List returns the keys that start with prefix, in order.
 func (n Namespace) List(ctx context.Context, prefix string) ([]string, error) {
 	var keys []string
-	err := sdk.Call(ctx, "kv", "list", arg{Namespace: n.Name, Prefix: prefix}, &keys)
+	err := sdk.Call(ctx, "kv", "list", kvwire.Request{Namespace: n.Name, Prefix: prefix}, &keys)
 	return keys, err
 }
