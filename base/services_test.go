@@ -21,7 +21,7 @@ import (
 
 func TestMain(m *testing.M) { moduletest.Main(m, pgtest.Stop) }
 
-func free(t *testing.T) string {
+func free(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +31,7 @@ func free(t *testing.T) string {
 }
 
 // embedded starts a base in this process, as a Go program embedding one would.
-func embedded(t *testing.T, dataDir string, cfg base.Config) *base.Base {
+func embedded(t testing.TB, dataDir string, cfg base.Config) *base.Base {
 	t.Helper()
 	cfg.HTTPAddr, cfg.AgentAddr, cfg.DataDir, cfg.CacheDir = free(t), free(t), dataDir, moduletest.CacheDir()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -46,7 +46,7 @@ func embedded(t *testing.T, dataDir string, cfg base.Config) *base.Base {
 	return b
 }
 
-func install(t *testing.T, b *base.Base, dir, version string) {
+func install(t testing.TB, b *base.Base, dir, version string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "m.wasm")
 	os.WriteFile(path, moduletest.Build(t, dir, version), 0o644)
@@ -55,7 +55,7 @@ func install(t *testing.T, b *base.Base, dir, version string) {
 	}
 }
 
-func get(t *testing.T, url string) (int, string) {
+func get(t testing.TB, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {

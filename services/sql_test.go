@@ -46,7 +46,7 @@ func backends(t *testing.T) map[string]func(t *testing.T) *SQL {
 
 // client calls the sql service's methods as one module would through the SDK's driver.
 type client struct {
-	t      *testing.T
+	t      testing.TB
 	h      host
 	caller *manifest.Manifest
 	conn   int64
@@ -159,6 +159,58 @@ func TestSQLBackends(t *testing.T) {
 			if got := ca.titles(0); got != "committed,kept" {
 				t.Errorf("after reopening: %q", got)
 			}
+		})
+	}
+}
+
+// BenchmarkSQLService: one primary-key query through the sql service as the base runs it for a module (JSON
+// in and out, the module's connection looked up), without the module's side, against the same query on a
+// pool of the same backend directly.
+func BenchmarkSQLService(b *testing.B) {
+	for _, backend := range []string{"sqlite", "postgres"} {
+		b.Run(backend, func(b *testing.B) {
+			var s *SQL
+			var err error
+			if backend == "postgres" {
+				s, err = OpenPostgres(context.Background(), pgtest.DSN(b), &Policy{})
+			} else {
+				s, err = OpenSQL(b.TempDir(), &Policy{})
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			c := &client{t: b, h: s.Host(), caller: &manifest.Manifest{Name: "bench", Version: "1.0.0", Capabilities: []string{"sql"}}}
+			if err := c.open(""); err != nil {
+				b.Fatal(err)
+			}
+			c.must("exec", sqlwire.Request{Query: `CREATE TABLE items (id BIGINT PRIMARY KEY, title TEXT NOT NULL)`}, nil)
+			c.must("exec", sqlwire.Request{Query: `INSERT INTO items (id, title) VALUES (1, 'one')`}, nil)
+			one := int64(1)
+			q, _ := json.Marshal(sqlwire.Request{Conn: c.conn, Query: `SELECT title FROM items WHERE id = $1`, Args: []sqlwire.Value{{Int: &one}}})
+			b.Run("service", func(b *testing.B) {
+				for b.Loop() {
+					out, err := c.h["query"](context.Background(), c.caller, q)
+					if err != nil {
+						b.Fatal(err)
+					}
+					if _, err := json.Marshal(out); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+			db, err := s.database(context.Background(), c.caller, "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Run("direct", func(b *testing.B) {
+				for b.Loop() {
+					var title string
+					if err := db.QueryRow(`SELECT title FROM items WHERE id = $1`, 1).Scan(&title); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
 		})
 	}
 }
