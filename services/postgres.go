@@ -26,7 +26,8 @@ type postgres struct {
 	prefix string
 }
 
-// Per-database pool bounds: a module cannot take more than MaxConnsPerDatabase of the server's connections.
+// Per-database pool bounds: a module cannot take more than MaxConnsPerDatabase of the server's connections
+// through one base. The role itself has no connection limit: replicas of a base share it.
 const (
 	MaxConnsPerDatabase = 16
 	maxIdlePerDatabase  = 4
@@ -93,7 +94,7 @@ func (p *postgres) ensure(ctx context.Context, name, password string) error {
 		return err
 	}
 	if !exists {
-		if _, err := p.admin.ExecContext(ctx, `CREATE ROLE `+id+` LOGIN NOCREATEDB NOCREATEROLE CONNECTION LIMIT `+fmt.Sprint(MaxConnsPerDatabase)); err != nil && !raced(err) {
+		if _, err := p.admin.ExecContext(ctx, `CREATE ROLE `+id+` LOGIN NOCREATEDB NOCREATEROLE`); err != nil && !raced(err) {
 			return fmt.Errorf("create role: %w", err)
 		}
 		// Creating a database owned by another role needs membership in it (PostgreSQL 15 and earlier).
