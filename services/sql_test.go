@@ -102,8 +102,8 @@ func str(s string) sqlwire.Value { return sqlwire.Value{Str: &s} }
 func TestSQLBackends(t *testing.T) {
 	for name, open := range backends(t) {
 		t.Run(name, func(t *testing.T) {
-			a := &manifest.Manifest{Name: "a", Version: "1.0.0", Capabilities: []string{"sql"}}
-			b := &manifest.Manifest{Name: "b", Version: "1.0.0", Capabilities: []string{"sql"}}
+			a := &manifest.Manifest{Name: "a", Version: "1.0.0", Capabilities: []string{"sql", "sql:orders"}}
+			b := &manifest.Manifest{Name: "b", Version: "1.0.0", Capabilities: []string{"sql", "sql:orders"}}
 			s := open(t)
 			ca := &client{t: t, h: s.Host(), caller: a}
 			if err := ca.open(""); err != nil {
@@ -145,6 +145,22 @@ func TestSQLBackends(t *testing.T) {
 			none := &client{t: t, h: s.Host(), caller: &manifest.Manifest{Name: "c", Version: "1.0.0"}}
 			if err := none.open(""); err == nil || !strings.Contains(err.Error(), `did not ask for "sql"`) {
 				t.Errorf("module without sql: %v", err)
+			}
+			// A shared database: what a writes, b reads.
+			sa, sb := &client{t: t, h: s.Host(), caller: a}, &client{t: t, h: s.Host(), caller: b}
+			if err := sa.open("orders"); err != nil {
+				t.Fatal(err)
+			}
+			if err := sb.open("orders"); err != nil {
+				t.Fatal(err)
+			}
+			sa.must("exec", sqlwire.Request{Query: `CREATE TABLE items (title TEXT NOT NULL)`}, nil)
+			sa.must("exec", sqlwire.Request{Query: `INSERT INTO items (title) VALUES ($1)`, Args: []sqlwire.Value{str("shared")}}, nil)
+			if got := sb.titles(0); got != "shared" {
+				t.Errorf("b in the shared database: %q", got)
+			}
+			if err := none.open("orders"); err == nil || !strings.Contains(err.Error(), `did not ask for "sql:orders"`) {
+				t.Errorf("module without sql:orders: %v", err)
 			}
 			if err := s.Close(); err != nil {
 				t.Fatal(err)

@@ -73,7 +73,11 @@ func Start(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "kouple-pg-")
+	parent := ""
+	if os.Geteuid() == 0 {
+		parent = "/tmp" // the postgres user must reach the directory: $TMPDIR may be under root's home
+	}
+	dir, err := os.MkdirTemp(parent, "kouple-pg-")
 	if err != nil {
 		return nil, err
 	}
