@@ -59,6 +59,9 @@ type Config struct {
 	TLSCert, TLSKey, ClientCA string
 	// Services is the operator's policy for base services (kv, sql, config, custom ones).
 	Services services.Policy
+	// SQLDSN, when set, runs modules' SQL on this PostgreSQL server (postgres://USER:PASSWORD@HOST/DATABASE)
+	// instead of SQLite files in DataDir: a database and a role per module, named after DATABASE.
+	SQLDSN string
 	// SharedConfig are keys every module granted "config" reads; ModuleConfig the keys of one module.
 	SharedConfig map[string]string
 	ModuleConfig map[string]map[string]string
@@ -192,7 +195,12 @@ func New(cfg Config) (*Base, error) {
 		st.Close()
 		return nil, err
 	}
-	if b.sql, err = services.OpenSQL(filepath.Join(cfg.DataDir, "sql"), b.policy); err != nil {
+	if cfg.SQLDSN != "" {
+		b.sql, err = services.OpenPostgres(context.Background(), cfg.SQLDSN, b.policy)
+	} else {
+		b.sql, err = services.OpenSQL(filepath.Join(cfg.DataDir, "sql"), b.policy)
+	}
+	if err != nil {
 		b.kv.Close()
 		st.Close()
 		return nil, err
