@@ -1,0 +1,33 @@
+// Package timers runs a module's code on schedules its manifest declares:
+//
+//	timers:
+//	  - name: nightly
+//	    schedule: "0 3 * * *"   # cron: minute hour day-of-month month day-of-week, or @hourly, @every 30s
+//	    catchUp: true           # run once at start if a run was missed while the base was down
+//
+// The base calls the handler registered here under the timer's name.
+package timers
+
+import (
+	"context"
+	"time"
+
+	"github.com/kouple/kouple/sdk"
+)
+
+// Tick is one run of a timer.
+type Tick struct {
+	Name      string    `json:"name"`
+	Scheduled time.Time `json:"scheduled"`         // the time the run was due
+	CatchUp   bool      `json:"catchUp,omitempty"` // a run missed while the base was down
+}
+
+// MethodPrefix is how the base calls a timer's handler: the exported method "kouple.timer.NAME".
+const MethodPrefix = "kouple.timer."
+
+// Handle registers fn for the timer name. Call it from init().
+func Handle(name string, fn func(context.Context, Tick) error) {
+	sdk.Export(MethodPrefix+name, func(ctx context.Context, t Tick) (struct{}, error) {
+		return struct{}{}, fn(ctx, t)
+	})
+}
