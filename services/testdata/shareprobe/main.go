@@ -17,8 +17,14 @@ import (
 
 func init() {
 	mux := http.NewServeMux()
+	// GET /fetch?url=U fetches U with http.Get (http.DefaultTransport: through the base in wasm); with
+	// &client=sdk, with sdk.Transport, as a native module does.
 	mux.HandleFunc("GET /fetch", func(w http.ResponseWriter, r *http.Request) {
-		resp, err := http.Get(r.URL.Query().Get("url"))
+		client := http.DefaultClient
+		if r.URL.Query().Get("client") == "sdk" {
+			client = &http.Client{Transport: sdk.Transport{}}
+		}
+		resp, err := client.Get(r.URL.Query().Get("url"))
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusBadGateway)
 			return
