@@ -2,7 +2,8 @@
 //
 //	timers:
 //	  - name: nightly
-//	    schedule: "0 3 * * *"   # cron: minute hour day-of-month month day-of-week, or @hourly, @every 30s
+//	    schedule: "0 3 * * *"   # cron: minute hour day-of-month month day-of-week (the base's time zone,
+//	                            # or CRON_TZ=Area/City first), or @hourly, @every 30s
 //	    catchUp: true           # run once at start if a run was missed while the base was down
 //
 // The base calls the handler registered here under the timer's name.
