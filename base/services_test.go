@@ -20,7 +20,7 @@ import (
 
 func TestMain(m *testing.M) { moduletest.Main(m) }
 
-func free(t *testing.T) string {
+func free(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +30,7 @@ func free(t *testing.T) string {
 }
 
 // embedded starts a base in this process, as a Go program embedding one would.
-func embedded(t *testing.T, dataDir string, cfg base.Config) *base.Base {
+func embedded(t testing.TB, dataDir string, cfg base.Config) *base.Base {
 	t.Helper()
 	cfg.HTTPAddr, cfg.AgentAddr, cfg.DataDir, cfg.CacheDir = free(t), free(t), dataDir, moduletest.CacheDir()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -142,3 +142,21 @@ func TestTimers(t *testing.T) {
 		t.Errorf("runs after the catch-up: %q, want %q", body, want)
 	}
 }
+
+// BenchmarkOutbound: a wasm module answering each request with an outbound GET through the base (module
+// request + the http service + the base's pooled client), beside a plain GET of the same server: what going
+// through the base adds.
+func BenchmarkOutbound(b *testing.B) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hi") }))
+	defer srv.Close()
+	bs := embedded(b, b.TempDir(), base.Config{Services: services.Policy{Allow: []string{"http:127.0.0.1"}}})
+	path := filepath.Join(b.TempDir(), "m.wasm")
+	os.WriteFile(path, moduletest.Build(b, probe, ""), 0o644)
+	if _, err := bs.Install(context.Background(), agent.InstallRequest{BizURL: "file://" + path, Activate: true}); err != nil {
+		b.Fatal(err)
+	}
+	b.Run("direct", func(b *testing.B) { moduletest.Load(b, srv.URL, 1) })
+	b.Run("module-through-base", func(b *testing.B) {
+		moduletest.Load(b, bs.GatewayURL()+"/sharea/fetch?url="+url.QueryEscape(srv.URL), 1)
+	})
+}
