@@ -82,7 +82,9 @@ func OpenEvents(path string, policy *Policy, target runtime.Host, logger *slog.L
 
 // Close stops delivering and closes the store; queued events stay for the next start.
 func (e *Events) Close() error {
+	e.mu.Lock()
 	e.cancel()
+	e.mu.Unlock()
 	e.wg.Wait()
 	return e.db.Close()
 }
@@ -109,6 +111,9 @@ func (e *Events) Sync(installed map[string][]*manifest.Manifest) {
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.ctx.Err() != nil {
+		return // closed: the base is stopping
+	}
 	err := e.db.Update(func(tx *bolt.Tx) error {
 		subs := tx.Bucket(subsBucket)
 		var gone []string

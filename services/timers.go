@@ -89,7 +89,9 @@ func OpenTimers(path string, policy *Policy, target runtime.Host, clock Clock, l
 
 // Close stops the scheduler, waits for the runs in flight (their calls are cancelled), and closes the store.
 func (t *Timers) Close() error {
+	t.mu.Lock()
 	t.cancel()
+	t.mu.Unlock()
 	t.wg.Wait()
 	return t.db.Close()
 }
@@ -101,6 +103,9 @@ func (t *Timers) Sync(active map[string]*manifest.Manifest, installed map[string
 	now := t.clock.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.ctx.Err() != nil {
+		return // closed: the base is stopping
+	}
 	want := map[string]*timerEntry{}
 	for name, m := range active {
 		if len(m.Timers) == 0 {
@@ -199,6 +204,9 @@ func (t *Timers) loop() {
 
 // fire calls the module's timer handler in its own goroutine; t.mu is held.
 func (t *Timers) fire(e *timerEntry, scheduled time.Time, catchUp bool) {
+	if t.ctx.Err() != nil {
+		return // closed
+	}
 	if e.running {
 		t.logger.Warn("timer still running at its next run: skipped", "module", e.module, "timer", e.timer.Name, "scheduled", scheduled)
 		return

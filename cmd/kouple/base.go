@@ -68,7 +68,7 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.BoolVar(&cfg.RequireSignature, "require-signature", false, "refuse artifacts not signed by a --trusted-key")
 	f.StringArrayVar(&cfg.TrustedKeys, "trusted-key", nil, "ed25519 public key (PEM) whose signatures this base accepts; repeatable")
 	f.StringArrayVar(&cfg.Services.Deny, "deny", nil, "capability the base refuses to modules even when requested (sql, kv, kv:NS, config, ...); repeatable")
-	f.StringArrayVar(&cfg.Services.Allow, "grant", nil, "grant a capability that needs the operator: CAP or MODULE=CAP (custom services: service:NAME); repeatable")
+	f.StringArrayVar(&cfg.Services.Allow, "grant", nil, "grant a capability that needs the operator: CAP or MODULE=CAP (outbound hosts: http:HOST, custom services: service:NAME); repeatable")
 	f.StringToStringVar(&cfg.SharedConfig, "share-config", nil, "KEY=VALUE every module granted \"config\" can read; repeatable")
 	f.StringVar(&cfg.LogDir, "log-dir", "", "also write each module's log records to DIR/NAME.log (JSON lines, rotated at 10 MiB, 3 kept)")
 	f.IntVar(&cfg.LogRecords, "log-records", 2000, "log records kept in memory per module version (kouple logs)")
