@@ -22,6 +22,7 @@ func (b *Base) openSharing() error {
 	}
 	b.registry.RegisterService("http", b.outbound.Host())
 	b.registry.RegisterService("events", b.events.Host())
+	b.registry.RegisterService("timers", b.timers.Host())
 	return nil
 }
 

@@ -116,8 +116,8 @@ func TestEventsAcrossSwitch(t *testing.T) {
 	}
 }
 
-// TestTimers: a timer runs on its schedule by the base's (manual) clock, and a run missed while the base was
-// down runs once at start.
+// TestTimers: a timer runs on its schedule by the base's (manual) clock, one scheduled through the SDK runs
+// until cancelled, and a run missed while the base was down runs once at start.
 func TestTimers(t *testing.T) {
 	dataDir := t.TempDir()
 	clock := services.NewManualClock(time.Date(2026, 1, 1, 10, 0, 30, 0, time.UTC))
@@ -132,13 +132,34 @@ func TestTimers(t *testing.T) {
 	eventually(t, gw+"/sharea/seen?prefix=tick", "tick/10:05/false=1")
 	clock.Advance(5 * time.Minute)
 	eventually(t, gw+"/sharea/seen?prefix=tick", "tick/10:10/false=1")
+
+	// A timer scheduled through the SDK (the handler "tick" of a module whose manifest declares no timers).
+	dyn := moduletest.Variant(t, probe, "name: shareb\nversion: 1.0.0\ncontextPath: /shareb\ncapabilities: [kv, timers]\n")
+	install(t, b, dyn, "")
+	if _, body := get(t, gw+"/shareb/schedule?name=tick&spec="+url.QueryEscape("@every 2m")); body != "ok\n" {
+		t.Fatalf("schedule: %q", body)
+	}
+	if _, body := get(t, gw+"/sharea/schedule?name=tick&spec="+url.QueryEscape("@every 2m")); !strings.Contains(body, `did not ask for "timers"`) {
+		t.Errorf("scheduling without the capability: %q", body)
+	}
+	clock.Advance(2 * time.Minute)
+	eventually(t, gw+"/shareb/seen?prefix=tick", "tick/10:12/false=1")
+	if _, body := get(t, gw+"/shareb/schedule?name=tick"); body != "ok\n" { // cancelled: no more runs
+		t.Fatalf("cancel: %q", body)
+	}
+	clock.Advance(2 * time.Minute) // to 10:14:30, when shareb's next run would be
+	clock.Advance(2 * time.Minute) // to 10:16:30: sharea's 10:15 runs after it
+	eventually(t, gw+"/sharea/seen?prefix=tick", "tick/10:15/false=1")
+	if _, body := get(t, gw+"/shareb/seen?prefix=tick"); body != "tick/10:12/false=1\nticks=1\n" {
+		t.Errorf("shareb after its timer was cancelled: %q", body)
+	}
 	b.Shutdown(context.Background())
 
 	// Down from 10:10 to 11:00: the missed runs (10:15 ... 10:55) run once.
 	clock = services.NewManualClock(time.Date(2026, 1, 1, 11, 0, 30, 0, time.UTC))
 	b = embedded(t, dataDir, base.Config{Clock: clock})
 	body := eventually(t, b.GatewayURL()+"/sharea/seen?prefix=tick", "tick/11:00/true=1")
-	if want := "ticks=3\n"; !strings.Contains(eventually(t, b.GatewayURL()+"/sharea/seen?prefix=ticks", "ticks="), want) {
+	if want := "ticks=4\n"; !strings.Contains(eventually(t, b.GatewayURL()+"/sharea/seen?prefix=ticks", "ticks="), want) {
 		t.Errorf("runs after the catch-up: %q, want %q", body, want)
 	}
 }

@@ -237,16 +237,27 @@ func (m *Manifest) Validate() error {
 	}
 	seen := map[string]bool{}
 	for _, t := range m.Timers {
-		if !topicRE.MatchString(t.Name) || seen[t.Name] {
-			errs = append(errs, fmt.Errorf("timers: name %q is not valid or used twice: use letters, digits, '.', '_' and '-'", t.Name))
+		if seen[t.Name] {
+			errs = append(errs, fmt.Errorf("timers: name %q is used twice", t.Name))
 		}
 		seen[t.Name] = true
-		if _, err := ParseSchedule(t.Schedule); err != nil {
-			errs = append(errs, fmt.Errorf("timers: %s: %w", t.Name, err))
+		if err := t.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("timers: %w", err))
 		}
 	}
 	if len(errs) > 0 {
 		return fmt.Errorf("manifest of module %q is not valid: %w", m.Name, errors.Join(errs...))
+	}
+	return nil
+}
+
+// Validate checks a timer's name and schedule.
+func (t Timer) Validate() error {
+	if !topicRE.MatchString(t.Name) {
+		return fmt.Errorf("timer name %q is not valid: use letters, digits, '.', '_' and '-'", t.Name)
+	}
+	if _, err := ParseSchedule(t.Schedule); err != nil {
+		return fmt.Errorf("%s: %w", t.Name, err)
 	}
 	return nil
 }

@@ -18,7 +18,8 @@ func TestSubscribeAndTimers(t *testing.T) {
 	for _, tc := range []struct{ yaml, want string }{
 		{"subscribe: [\"a b\"]\n", `topic "a b" is not valid`},
 		{"timers: [{name: x, schedule: \"61 * * * *\"}]\n", `timers: x: schedule "61 * * * *" is not valid`},
-		{"timers: [{name: x, schedule: \"@daily\"}, {name: x, schedule: \"@hourly\"}]\n", `name "x" is not valid or used twice`},
+		{"timers: [{name: x, schedule: \"@daily\"}, {name: x, schedule: \"@hourly\"}]\n", `timers: name "x" is used twice`},
+		{"timers: [{name: \"a b\", schedule: \"@daily\"}]\n", `timer name "a b" is not valid`},
 	} {
 		if _, err := Parse([]byte(head + tc.yaml)); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.yaml, err, tc.want)

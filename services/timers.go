@@ -1,10 +1,13 @@
 package services
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -38,7 +41,8 @@ type Tick struct {
 	CatchUp   bool      `json:"catchUp,omitempty"` // a run missed while the base was down
 }
 
-// Timers calls modules on the schedules of their active versions' manifests (`timers:`). A run is called
+// Timers calls modules on the schedules of their active versions' manifests (`timers:`) and those they
+// scheduled through the SDK (the timers service, capability "timers"). A run is called
 // once, at its scheduled time; a run that is still going when the next is due makes that next one skipped.
 // The time of each timer's last run is kept (bbolt) so that a timer with catchUp that missed runs while the
 // base was down runs once when its module is back.
@@ -50,7 +54,8 @@ type Timers struct {
 	logger *slog.Logger
 
 	mu      sync.Mutex
-	entries map[string]*timerEntry // by module/name
+	active  map[string]*manifest.Manifest // the active versions, by module name
+	entries map[string]*timerEntry        // by module/name
 	wake    chan struct{}
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -65,7 +70,10 @@ type timerEntry struct {
 	running  bool
 }
 
-var lastRunBucket = []byte("last-run") // module/name -> RFC 3339 time
+var (
+	lastRunBucket   = []byte("last-run")  // module/name -> RFC 3339 time
+	scheduledBucket = []byte("scheduled") // module/name -> JSON manifest.Timer, scheduled through the SDK
+)
 
 // OpenTimers opens (creating) the timer store at path and starts the scheduler; clock nil is the real clock.
 func OpenTimers(path string, policy *Policy, target runtime.Host, clock Clock, logger *slog.Logger) (*Timers, error) {
@@ -73,7 +81,13 @@ func OpenTimers(path string, policy *Policy, target runtime.Host, clock Clock, l
 	if err != nil {
 		return nil, fmt.Errorf("timer store %s: %w", path, err)
 	}
-	if err := db.Update(func(tx *bolt.Tx) error { _, err := tx.CreateBucketIfNotExists(lastRunBucket); return err }); err != nil {
+	if err := db.Update(func(tx *bolt.Tx) error {
+		_, err := tx.CreateBucketIfNotExists(lastRunBucket)
+		if err == nil {
+			_, err = tx.CreateBucketIfNotExists(scheduledBucket)
+		}
+		return err
+	}); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("timer store %s: %w", path, err)
 	}
@@ -96,29 +110,70 @@ func (t *Timers) Close() error {
 	return t.db.Close()
 }
 
-// Sync makes the timers those of the active versions (module name -> manifest). A timer new to this base
-// process with catchUp runs once now if a run was due since its last one; the last runs of modules no
-// longer installed are forgotten (installed lists every installed module name).
+// Sync makes the timers those of the active versions (module name -> manifest) plus those the modules
+// scheduled through the SDK. A timer new to this base process with catchUp runs once now if a run was due
+// since its last one; the last runs and SDK timers of modules no longer installed are forgotten (installed
+// lists every installed module name).
 func (t *Timers) Sync(active map[string]*manifest.Manifest, installed map[string]bool) {
-	now := t.clock.Now()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.ctx.Err() != nil {
 		return // closed: the base is stopping
 	}
+	t.active = active
+	t.db.Update(func(tx *bolt.Tx) error {
+		for _, b := range []*bolt.Bucket{tx.Bucket(lastRunBucket), tx.Bucket(scheduledBucket)} {
+			var gone [][]byte
+			b.ForEach(func(k, _ []byte) error {
+				if mod, _, _ := cutLast(string(k)); !installed[mod] {
+					gone = append(gone, k)
+				}
+				return nil
+			})
+			for _, k := range gone {
+				b.Delete(k)
+			}
+		}
+		return nil
+	})
+	t.rebuild()
+}
+
+// timersOf lists the timers of module m: its manifest's, then those it scheduled through the SDK under
+// other names.
+func (t *Timers) timersOf(m *manifest.Manifest) []manifest.Timer {
+	list := slices.Clone(m.Timers)
+	t.db.View(func(tx *bolt.Tx) error {
+		c := tx.Bucket(scheduledBucket).Cursor()
+		prefix := []byte(m.Name + "/")
+		for k, v := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, v = c.Next() {
+			var tm manifest.Timer
+			if json.Unmarshal(v, &tm) == nil && !slices.ContainsFunc(list, func(o manifest.Timer) bool { return o.Name == tm.Name }) {
+				list = append(list, tm)
+			}
+		}
+		return nil
+	})
+	return list
+}
+
+// rebuild recomputes the entries from the active versions and the scheduled timers; t.mu is held.
+func (t *Timers) rebuild() {
+	now := t.clock.Now()
 	want := map[string]*timerEntry{}
-	for name, m := range active {
-		if len(m.Timers) == 0 {
+	for name, m := range t.active {
+		list := t.timersOf(m)
+		if len(list) == 0 {
 			continue
 		}
 		if err := t.policy.operatorAllows(m, "timers"); err != nil {
 			t.logger.Warn("timers refused", "module", name, "err", err)
 			continue
 		}
-		for _, tm := range m.Timers {
+		for _, tm := range list {
 			sched, err := manifest.ParseSchedule(tm.Schedule)
 			if err != nil {
-				continue // a manifest is validated at install
+				continue // validated at install or when scheduled
 			}
 			key := name + "/" + tm.Name
 			if old := t.entries[key]; old != nil && old.timer == tm {
@@ -137,24 +192,80 @@ func (t *Timers) Sync(active map[string]*manifest.Manifest, installed map[string
 		}
 	}
 	t.entries = want
-	t.db.Update(func(tx *bolt.Tx) error {
-		b := tx.Bucket(lastRunBucket)
-		var gone [][]byte
-		b.ForEach(func(k, _ []byte) error {
-			mod, _, _ := cutLast(string(k))
-			if !installed[mod] {
-				gone = append(gone, k)
-			}
-			return nil
-		})
-		for _, k := range gone {
-			b.Delete(k)
-		}
-		return nil
-	})
 	select {
 	case t.wake <- struct{}{}:
 	default:
+	}
+}
+
+// Schedule adds or changes a timer of module caller at run time (sdk/timers.Schedule): kept across upgrades
+// and restarts until cancelled or the module is uninstalled. A timer of the manifest cannot be changed so.
+func (t *Timers) Schedule(caller *manifest.Manifest, tm manifest.Timer) error {
+	if caller == nil {
+		return errors.New("the base has no timers of its own: schedule them for a module")
+	}
+	if err := t.policy.granted(caller, "timers"); err != nil {
+		return err
+	}
+	if err := tm.Validate(); err != nil {
+		return err
+	}
+	if slices.ContainsFunc(caller.Timers, func(o manifest.Timer) bool { return o.Name == tm.Name }) {
+		return fmt.Errorf("timer %q is declared in the manifest of %s: change it there", tm.Name, caller.ID())
+	}
+	rec, _ := json.Marshal(tm)
+	return t.changeScheduled(caller.Name+"/"+tm.Name, rec)
+}
+
+// Cancel removes a timer scheduled through the SDK.
+func (t *Timers) Cancel(caller *manifest.Manifest, name string) error {
+	if caller == nil {
+		return errors.New("the base has no timers of its own")
+	}
+	if err := t.policy.granted(caller, "timers"); err != nil {
+		return err
+	}
+	return t.changeScheduled(caller.Name+"/"+name, nil)
+}
+
+func (t *Timers) changeScheduled(key string, rec []byte) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.ctx.Err() != nil {
+		return errors.New("the base is stopping")
+	}
+	err := t.db.Update(func(tx *bolt.Tx) error {
+		if rec == nil {
+			return tx.Bucket(scheduledBucket).Delete([]byte(key))
+		}
+		return tx.Bucket(scheduledBucket).Put([]byte(key), rec)
+	})
+	if err != nil {
+		return fmt.Errorf("timer %s: %w", key, err)
+	}
+	t.rebuild()
+	return nil
+}
+
+// Host is the timers service: schedule {name, schedule, catchUp}; cancel {name}.
+func (t *Timers) Host() host {
+	return host{
+		"schedule": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
+			var tm manifest.Timer
+			if err := decode(p, &tm); err != nil {
+				return nil, err
+			}
+			return nil, t.Schedule(caller, tm)
+		},
+		"cancel": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
+			var in struct {
+				Name string `json:"name"`
+			}
+			if err := decode(p, &in); err != nil {
+				return nil, err
+			}
+			return nil, t.Cancel(caller, in.Name)
+		},
 	}
 }
 

@@ -6,7 +6,9 @@
 //	                            # or CRON_TZ=Area/City first), or @hourly, @every 30s
 //	    catchUp: true           # run once at start if a run was missed while the base was down
 //
-// The base calls the handler registered here under the timer's name.
+// The base calls the handler registered here under the timer's name. A module can also schedule timers at
+// run time (Schedule, with the capability "timers"); they are kept across upgrades and base restarts until
+// cancelled or the module is uninstalled.
 package timers
 
 import (
@@ -31,4 +33,21 @@ func Handle(name string, fn func(context.Context, Tick) error) {
 	sdk.Export(MethodPrefix+name, func(ctx context.Context, t Tick) (struct{}, error) {
 		return struct{}{}, fn(ctx, t)
 	})
+}
+
+type timer struct {
+	Name     string `json:"name"`
+	Schedule string `json:"schedule"`
+	CatchUp  bool   `json:"catchUp,omitempty"`
+}
+
+// Schedule adds or changes the timer name (its handler registered with Handle) with a cron schedule, as the
+// manifest's timers: entries take it. A timer the manifest declares cannot be changed so.
+func Schedule(ctx context.Context, name, schedule string, catchUp bool) error {
+	return sdk.Call(ctx, "timers", "schedule", timer{name, schedule, catchUp}, nil)
+}
+
+// Cancel removes a timer added with Schedule.
+func Cancel(ctx context.Context, name string) error {
+	return sdk.Call(ctx, "timers", "cancel", timer{Name: name}, nil)
 }

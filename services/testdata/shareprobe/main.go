@@ -42,6 +42,19 @@ func init() {
 		}
 		fmt.Fprintln(w, id)
 	})
+	// GET /schedule?name=N&spec=S schedules a timer through the SDK; without spec, cancels it.
+	mux.HandleFunc("GET /schedule", func(w http.ResponseWriter, r *http.Request) {
+		q := r.URL.Query()
+		err := timers.Cancel(r.Context(), q.Get("name"))
+		if q.Get("spec") != "" {
+			err = timers.Schedule(r.Context(), q.Get("name"), q.Get("spec"), false)
+		}
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
 	// GET /seen?prefix=P lists the records key=value whose key starts with P.
 	mux.HandleFunc("GET /seen", func(w http.ResponseWriter, r *http.Request) {
 		keys, err := kv.Namespace{}.List(r.Context(), r.URL.Query().Get("prefix"))
