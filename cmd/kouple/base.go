@@ -92,6 +92,7 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.StringVar(&cfg.ControllerURL, "controller", "", "send heartbeats to this kouple-controller (http://host:port), which then drives this base")
 	f.StringVar(&cfg.ControllerToken, "controller-token", "", "bearer token for the controller's heartbeat endpoint (default $KOUPLE_CONTROLLER_TOKEN)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "time between heartbeats to --controller")
+	f.DurationVar(&cfg.OutboundTimeout, "outbound-timeout", 30*time.Second, "longest outbound HTTP exchange of a module through the base")
 	f.StringVar(&configFile, "config", "", "YAML file with these settings and `modules:` artifact URLs to install at start")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd
