@@ -11,7 +11,7 @@ RACE_PKGS := ./artifact/... ./manifest/... ./runtime/... ./observe/... ./agent/.
 DEMO_DIR := $(CURDIR)/.cache/demo
 EXAMPLES := hello notes greeter todo shop/inventory shop/orders
 
-.PHONY: all build test test-unit test-race test-sdk test-fuzz vet demo demo-modules clean bench
+.PHONY: all build test test-unit test-race test-sdk test-fuzz vet demo demo-modules clean bench postgres
 
 all: build
 
@@ -22,9 +22,15 @@ vet:
 	$(GO) vet ./...
 	cd sdk && $(GO) vet ./... && GOOS=wasip1 GOARCH=wasm $(GO) vet ./...
 
-test: vet test-unit test-race test-sdk test-fuzz
+test: postgres vet test-unit test-race test-sdk test-fuzz
 
-test-unit:
+# PostgreSQL's binaries for the sql service's tests on PostgreSQL (installed with apt-get when missing); under
+# make those tests fail rather than skip without them.
+postgres:
+	tools/postgres/ensure.sh
+
+test-unit: export KOUPLE_TEST_POSTGRES ?= required
+test-unit: postgres
 	$(GO) test -count=1 -timeout 30m ./...
 
 test-race:

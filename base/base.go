@@ -59,9 +59,16 @@ type Config struct {
 	TLSCert, TLSKey, ClientCA string
 	// Services is the operator's policy for base services (kv, sql, config, custom ones).
 	Services services.Policy
+	// SQLDSN, when set, runs modules' SQL on this PostgreSQL server (postgres://USER:PASSWORD@HOST/DATABASE)
+	// instead of SQLite files in DataDir: a database and a role per module, named after DATABASE.
+	SQLDSN string
 	// SharedConfig are keys every module granted "config" reads; ModuleConfig the keys of one module.
 	SharedConfig map[string]string
 	ModuleConfig map[string]map[string]string
+	// OutboundTimeout bounds a module's outbound HTTP exchange through the base (default 30 s).
+	OutboundTimeout time.Duration
+	// Clock is the time module timers run on; nil is the real clock (tests pass a services.ManualClock).
+	Clock services.Clock
 	// RequireSignature refuses artifacts not signed by one of TrustedKeys (ed25519 public key files, PEM).
 	RequireSignature bool
 	TrustedKeys      []string
@@ -101,6 +108,7 @@ func (c *Config) fill() {
 	c.HeartbeatInterval = cmp.Or(c.HeartbeatInterval, 10*time.Second)
 	c.DrainTimeout = cmp.Or(c.DrainTimeout, 30*time.Second)
 	c.ArtifactGrace = cmp.Or(c.ArtifactGrace, time.Hour)
+	c.OutboundTimeout = cmp.Or(c.OutboundTimeout, 30*time.Second)
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -131,6 +139,10 @@ type Base struct {
 	policy               *services.Policy
 	kv                   *services.KV
 	sql                  *services.SQL
+	outbound             *services.Outbound
+	events               *services.Events
+	timers               *services.Timers
+	syncMu               sync.Mutex // one syncServices at a time
 	wg                   sync.WaitGroup
 	closeOnce            sync.Once
 }
@@ -192,7 +204,12 @@ func New(cfg Config) (*Base, error) {
 		st.Close()
 		return nil, err
 	}
-	if b.sql, err = services.OpenSQL(filepath.Join(cfg.DataDir, "sql"), b.policy); err != nil {
+	if cfg.SQLDSN != "" {
+		b.sql, err = services.OpenPostgres(context.Background(), cfg.SQLDSN, b.policy)
+	} else {
+		b.sql, err = services.OpenSQL(filepath.Join(cfg.DataDir, "sql"), b.policy)
+	}
+	if err != nil {
 		b.kv.Close()
 		st.Close()
 		return nil, err
@@ -200,6 +217,12 @@ func New(cfg Config) (*Base, error) {
 	b.registry.RegisterService("kv", b.kv.Host())
 	b.registry.RegisterService("sql", b.sql.Host())
 	b.registry.RegisterService("config", (&services.Config{PerModule: cfg.ModuleConfig, Shared: cfg.SharedConfig, Policy: b.policy}).Host())
+	if err := b.openSharing(); err != nil {
+		b.sql.Close()
+		b.kv.Close()
+		st.Close()
+		return nil, err
+	}
 	b.insecure = cfg.Insecure && !loopbackOnly(cfg.AgentAddr)
 	auth := agent.NewAuth(cfg.AuthAlways || !loopbackOnly(cfg.AgentAddr) && !cfg.Insecure, cfg.Logger)
 	if _, err := auth.EnsureTokenFile(filepath.Join(cfg.DataDir, "token")); err != nil {
@@ -269,6 +292,7 @@ func (b *Base) Start(ctx context.Context) error {
 	}
 	b.restore(ctx)
 	b.installStatic(ctx)
+	b.syncServices()
 	b.gatewaySrv = &http.Server{Handler: b, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(b.logger.Handler(), slog.LevelWarn)}
 	b.agentSrv = &http.Server{Handler: b.agent, ReadHeaderTimeout: 30 * time.Second, ErrorLog: slog.NewLogLogger(b.logger.Handler(), slog.LevelWarn)}
 	b.agentSrv.RegisterOnShutdown(b.agent.StopStreams) // log followers must not hold the shutdown
@@ -383,7 +407,9 @@ func (b *Base) Shutdown(ctx context.Context) error {
 		}
 		b.wg.Wait()
 		b.agent.Close()
+		errs = append(errs, b.timers.Close(), b.events.Close()) // no deliveries to stopping modules
 		b.registry.Close(ctx)
+		b.outbound.Close()
 		errs = append(errs, b.wasm.Close(context.Background()), b.sql.Close(), b.kv.Close(), b.store.Close())
 		b.logs.Close()
 		b.logger.Info("base stopped")

@@ -66,6 +66,7 @@ func (b *Base) Install(ctx context.Context, req agent.InstallRequest) (*module.V
 	if req.Activate {
 		act = module.ActivateNew
 	}
+	defer b.syncServices()
 	return b.registry.Install(ctx, module.InstallRequest{
 		Artifact:      data,
 		Source:        req.BizURL,
@@ -79,11 +80,13 @@ func (b *Base) Install(ctx context.Context, req agent.InstallRequest) (*module.V
 
 // Uninstall stops and forgets a module version, or every version when version is empty.
 func (b *Base) Uninstall(ctx context.Context, name, version string) error {
+	defer b.syncServices()
 	return b.registry.Uninstall(ctx, name, version)
 }
 
 // Switch makes a version the active one.
 func (b *Base) Switch(ctx context.Context, name, version string) (*module.Version, error) {
+	defer b.syncServices()
 	return b.registry.Switch(ctx, name, version)
 }
 

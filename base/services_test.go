@@ -15,12 +15,13 @@ import (
 	"github.com/kouple/kouple/agent"
 	"github.com/kouple/kouple/base"
 	"github.com/kouple/kouple/internal/moduletest"
+	"github.com/kouple/kouple/internal/pgtest"
 	"github.com/kouple/kouple/services"
 )
 
-func TestMain(m *testing.M) { moduletest.Main(m) }
+func TestMain(m *testing.M) { moduletest.Main(m, pgtest.Stop) }
 
-func free(t *testing.T) string {
+func free(t testing.TB) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -30,7 +31,7 @@ func free(t *testing.T) string {
 }
 
 // embedded starts a base in this process, as a Go program embedding one would.
-func embedded(t *testing.T, dataDir string, cfg base.Config) *base.Base {
+func embedded(t testing.TB, dataDir string, cfg base.Config) *base.Base {
 	t.Helper()
 	cfg.HTTPAddr, cfg.AgentAddr, cfg.DataDir, cfg.CacheDir = free(t), free(t), dataDir, moduletest.CacheDir()
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -45,7 +46,7 @@ func embedded(t *testing.T, dataDir string, cfg base.Config) *base.Base {
 	return b
 }
 
-func install(t *testing.T, b *base.Base, dir, version string) {
+func install(t testing.TB, b *base.Base, dir, version string) {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "m.wasm")
 	os.WriteFile(path, moduletest.Build(t, dir, version), 0o644)
@@ -54,7 +55,7 @@ func install(t *testing.T, b *base.Base, dir, version string) {
 	}
 }
 
-func get(t *testing.T, url string) (int, string) {
+func get(t testing.TB, url string) (int, string) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {
@@ -76,11 +77,16 @@ func post(t *testing.T, url, body string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-// TestTodoSQL: todo's data on the base's pool survives a module upgrade and a base restart; a module that did
-// not ask for sql is refused.
+// TestTodoSQL: todo's data on the base's pool, SQLite or PostgreSQL, survives a module upgrade and a base
+// restart; a module that did not ask for sql is refused.
 func TestTodoSQL(t *testing.T) {
+	t.Run("sqlite", func(t *testing.T) { testTodoSQL(t, base.Config{}) })
+	t.Run("postgres", func(t *testing.T) { testTodoSQL(t, base.Config{SQLDSN: pgtest.DSN(t)}) })
+}
+
+func testTodoSQL(t *testing.T, cfg base.Config) {
 	dataDir := t.TempDir()
-	b := embedded(t, dataDir, base.Config{})
+	b := embedded(t, dataDir, cfg)
 	install(t, b, "examples/todo", "1.0.0")
 	if code, body := post(t, b.GatewayURL()+"/todo/items", `{"title":"write the sharing docs"}`); code != 201 || !strings.Contains(body, `"id":1`) {
 		t.Fatalf("POST /todo/items = %d %s", code, body)
@@ -90,14 +96,14 @@ func TestTodoSQL(t *testing.T) {
 		t.Errorf("after the upgrade: %s", body)
 	}
 	b.Shutdown(context.Background())
-	b = embedded(t, dataDir, base.Config{})
+	b = embedded(t, dataDir, cfg)
 	post(t, b.GatewayURL()+"/todo/items", `{"title":"second"}`)
 	if _, body := get(t, b.GatewayURL()+"/todo/items"); !strings.Contains(body, `{"id":1,"title":"write the sharing docs","done":false},{"id":2,"title":"second","done":false}`) {
 		t.Errorf("after a base restart: %s", body)
 	}
 
 	// The same module without the capability: its first statement is refused.
-	b2 := embedded(t, t.TempDir(), base.Config{})
+	b2 := embedded(t, t.TempDir(), cfg)
 	dir := moduletest.Variant(t, "examples/todo", "name: todo\nversion: 1.0.0\ncontextPath: /todo\n")
 	path := filepath.Join(t.TempDir(), "m.wasm")
 	os.WriteFile(path, moduletest.Build(t, dir, ""), 0o644)

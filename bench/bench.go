@@ -120,6 +120,7 @@ var comparisons = []comparison{
 	{"serving", (*runner).serving},
 	{"concurrency", (*runner).concurrency},
 	{"churn", (*runner).churn},
+	{"services", (*runner).services},
 	{"fleet", (*runner).fleet},
 }
 

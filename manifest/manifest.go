@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/robfig/cron/v3"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -48,6 +49,22 @@ type Manifest struct {
 	Capabilities []string `yaml:"capabilities,omitempty" json:"capabilities,omitempty"`
 	// Config is the module's default configuration, seen by the module as its environment.
 	Config map[string]string `yaml:"config,omitempty" json:"config,omitempty"`
+	// Subscribe lists the event topics the base delivers to the module's handlers (sdk/events); each is
+	// granted as the built-in capability events:TOPIC.
+	Subscribe []string `yaml:"subscribe,omitempty" json:"subscribe,omitempty"`
+	// Timers are schedules on which the base calls the module's timer handlers (sdk/timers).
+	Timers []Timer `yaml:"timers,omitempty" json:"timers,omitempty"`
+}
+
+// Timer is one schedule of a module.
+type Timer struct {
+	// Name is the handler the base calls (sdk/timers.Handle).
+	Name string `yaml:"name" json:"name"`
+	// Schedule is a cron expression (minute hour day-of-month month day-of-week) or a descriptor such as
+	// @hourly or @every 30s.
+	Schedule string `yaml:"schedule" json:"schedule"`
+	// CatchUp runs the timer once at start when a run was missed while the base was down.
+	CatchUp bool `yaml:"catchUp,omitempty" json:"catchUp,omitempty"`
 }
 
 // Limits bound a module's resources. Zero means the base's default.
@@ -88,6 +105,7 @@ var (
 	contextPathRE = regexp.MustCompile(`^(/[A-Za-z0-9._~-]+)+$`)
 	configKeyRE   = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 	capabilityRE  = regexp.MustCompile(`^[a-z][a-z0-9-]*(:[A-Za-z0-9._:*/-]+)?$`)
+	topicRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 )
 
 // ValidName reports whether s is a valid module name, and why not.
@@ -212,10 +230,46 @@ func (m *Manifest) Validate() error {
 			errs = append(errs, fmt.Errorf("capability %q is not valid: use a service name such as kv, sql or http:example.com", c))
 		}
 	}
+	for _, t := range m.Subscribe {
+		if !topicRE.MatchString(t) {
+			errs = append(errs, fmt.Errorf("subscribe: topic %q is not valid: use letters, digits, '.', '_' and '-', such as order.placed", t))
+		}
+	}
+	seen := map[string]bool{}
+	for _, t := range m.Timers {
+		if seen[t.Name] {
+			errs = append(errs, fmt.Errorf("timers: name %q is used twice", t.Name))
+		}
+		seen[t.Name] = true
+		if err := t.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("timers: %w", err))
+		}
+	}
 	if len(errs) > 0 {
 		return fmt.Errorf("manifest of module %q is not valid: %w", m.Name, errors.Join(errs...))
 	}
 	return nil
+}
+
+// Validate checks a timer's name and schedule.
+func (t Timer) Validate() error {
+	if !topicRE.MatchString(t.Name) {
+		return fmt.Errorf("timer name %q is not valid: use letters, digits, '.', '_' and '-'", t.Name)
+	}
+	if _, err := ParseSchedule(t.Schedule); err != nil {
+		return fmt.Errorf("%s: %w", t.Name, err)
+	}
+	return nil
+}
+
+// ParseSchedule reads a timer's cron schedule: five fields (minute hour day-of-month month day-of-week) or
+// a descriptor (@hourly, @daily, @every 30s, ...).
+func ParseSchedule(s string) (cron.Schedule, error) {
+	sched, err := cron.ParseStandard(s)
+	if err != nil {
+		return nil, fmt.Errorf("schedule %q is not valid: give five cron fields such as \"0 3 * * *\", or @hourly, @every 30s: %w", s, err)
+	}
+	return sched, nil
 }
 
 // ID is the module's identity, name:version.

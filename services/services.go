@@ -32,14 +32,22 @@ func (p *Policy) granted(m *manifest.Manifest, capability string) error {
 	if m == nil {
 		return nil // the base itself
 	}
+	if err := p.operatorAllows(m, capability); err != nil {
+		return err
+	}
+	if !slices.Contains(m.Capabilities, capability) {
+		return fmt.Errorf("permission denied: module %s did not ask for %q: add it to capabilities in its kouple.yaml", m.ID(), capability)
+	}
+	return nil
+}
+
+// operatorAllows is the operator's half of a grant: not denied, and granted by the operator unless built in.
+func (p *Policy) operatorAllows(m *manifest.Manifest, capability string) error {
 	if slices.Contains(p.Deny, capability) || slices.Contains(p.Deny, service(capability)) {
 		return fmt.Errorf("permission denied: this base's operator denies %q to modules", capability)
 	}
 	if !builtin[service(capability)] && !slices.Contains(p.Allow, m.Name+"="+capability) && !slices.Contains(p.Allow, capability) {
 		return fmt.Errorf("permission denied: %q needs the operator's grant (--grant %s=%s)", capability, m.Name, capability)
-	}
-	if !slices.Contains(m.Capabilities, capability) {
-		return fmt.Errorf("permission denied: module %s did not ask for %q: add it to capabilities in its kouple.yaml", m.ID(), capability)
 	}
 	return nil
 }
@@ -60,7 +68,7 @@ func (p *Policy) Granted(m *manifest.Manifest) []string {
 	return out
 }
 
-var builtin = map[string]bool{"kv": true, "config": true, "sql": true}
+var builtin = map[string]bool{"kv": true, "config": true, "sql": true, "events": true, "timers": true}
 
 // handler is one method of a service: it decodes its argument, checks the grant, and answers.
 type handler func(ctx context.Context, caller *manifest.Manifest, payload []byte) (any, error)

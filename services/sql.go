@@ -17,14 +17,15 @@ import (
 	"github.com/kouple/kouple/sdk/sqlwire"
 )
 
-// SQL runs modules' SQL on connection pools the base owns: one embedded SQLite database per module (capability
-// "sql") and shared databases by name (capability "sql:NAME"). A module reaches it with database/sql through
-// the SDK's driver; each driver connection is a connection of the base's pool, held until the module closes it
-// or leaves it idle for IdleTimeout.
+// SQL runs modules' SQL on connection pools the base owns: one database per module (capability "sql") and
+// shared databases by name (capability "sql:NAME"), embedded SQLite files (OpenSQL) or PostgreSQL databases
+// (OpenPostgres). A module reaches it with database/sql through the SDK's driver; each driver connection is a
+// connection of the base's pool, held until the module closes it or leaves it idle for IdleTimeout.
 type SQL struct {
-	dir    string
-	policy *Policy
+	backend backend
+	policy  *Policy
 
+	openMu sync.Mutex // held while a database is opened (on PostgreSQL: created), not while statements run
 	mu     sync.Mutex
 	dbs    map[string]*sql.DB
 	conns  map[int64]*sqlConn
@@ -53,14 +54,34 @@ type sqlTx struct {
 
 var dbNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
 
-// OpenSQL keeps its databases in dir.
+// backend opens the databases: kind is "module" (the module's own, name its module name) or "shared".
+type backend interface {
+	open(ctx context.Context, kind, name string) (*sql.DB, error)
+	Close() error
+}
+
+// sqliteFiles keeps each database in a SQLite file of its own: dir/KIND-NAME.db.
+type sqliteFiles struct{ dir string }
+
+func (f sqliteFiles) open(_ context.Context, kind, name string) (*sql.DB, error) {
+	dsn := "file:" + filepath.Join(f.dir, kind+"-"+name+".db") + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
+	return sql.Open("sqlite", dsn)
+}
+
+func (sqliteFiles) Close() error { return nil }
+
+// OpenSQL keeps its databases in dir, as embedded SQLite files.
 func OpenSQL(dir string, policy *Policy) (*SQL, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("sql dir %s: %w", dir, err)
 	}
-	s := &SQL{dir: dir, policy: policy, dbs: map[string]*sql.DB{}, conns: map[int64]*sqlConn{}, txs: map[int64]*sqlTx{}, stop: make(chan struct{})}
+	return newSQL(sqliteFiles{dir}, policy), nil
+}
+
+func newSQL(b backend, policy *Policy) *SQL {
+	s := &SQL{backend: b, policy: policy, dbs: map[string]*sql.DB{}, conns: map[int64]*sqlConn{}, txs: map[int64]*sqlTx{}, stop: make(chan struct{})}
 	s.wg.Go(s.reap)
-	return s, nil
+	return s
 }
 
 // Close closes every connection and database.
@@ -79,6 +100,7 @@ func (s *SQL) Close() error {
 	for _, db := range s.dbs {
 		errs = append(errs, db.Close())
 	}
+	errs = append(errs, s.backend.Close())
 	return errors.Join(errs...)
 }
 
@@ -115,8 +137,8 @@ func (s *SQL) dropLocked(id int64) {
 }
 
 // database opens (once) the database a caller may use.
-func (s *SQL) database(caller *manifest.Manifest, name string) (*sql.DB, error) {
-	file := ""
+func (s *SQL) database(ctx context.Context, caller *manifest.Manifest, name string) (*sql.DB, error) {
+	kind := "shared"
 	switch {
 	case name == "" && caller == nil:
 		return nil, errors.New("the base has no database of its own: name one")
@@ -124,7 +146,7 @@ func (s *SQL) database(caller *manifest.Manifest, name string) (*sql.DB, error) 
 		if err := s.policy.granted(caller, "sql"); err != nil {
 			return nil, err
 		}
-		file = "module-" + caller.Name
+		kind, name = "module", caller.Name
 	default:
 		if !dbNameRE.MatchString(name) {
 			return nil, fmt.Errorf("database name %q is not valid", name)
@@ -132,19 +154,23 @@ func (s *SQL) database(caller *manifest.Manifest, name string) (*sql.DB, error) 
 		if err := s.policy.granted(caller, "sql:"+name); err != nil {
 			return nil, err
 		}
-		file = "shared-" + name
 	}
+	key := kind + "-" + name
+	s.openMu.Lock()
+	defer s.openMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if db := s.dbs[file]; db != nil {
+	db := s.dbs[key]
+	s.mu.Unlock()
+	if db != nil {
 		return db, nil
 	}
-	dsn := "file:" + filepath.Join(s.dir, file+".db") + "?_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)"
-	db, err := sql.Open("sqlite", dsn)
+	db, err := s.backend.open(ctx, kind, name)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s database %s: %w", kind, name, err)
 	}
-	s.dbs[file] = db
+	s.mu.Lock()
+	s.dbs[key] = db
+	s.mu.Unlock()
 	return db, nil
 }
 
@@ -213,7 +239,7 @@ func (s *SQL) Host() host {
 			if err != nil {
 				return nil, err
 			}
-			db, err := s.database(caller, r.Database)
+			db, err := s.database(ctx, caller, r.Database)
 			if err != nil {
 				return nil, err
 			}

@@ -52,6 +52,9 @@ at restart; --modules DIR and the config file's modules are installed at start (
 				return fmt.Errorf("--log-level %q: use debug, info, warn or error", logLevel)
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+			if cfg.SQLDSN == "" {
+				cfg.SQLDSN = os.Getenv("KOUPLE_SQL_DSN")
+			}
 			return runBase(cmd.Context(), cfg)
 		},
 	}
@@ -68,7 +71,8 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.BoolVar(&cfg.RequireSignature, "require-signature", false, "refuse artifacts not signed by a --trusted-key")
 	f.StringArrayVar(&cfg.TrustedKeys, "trusted-key", nil, "ed25519 public key (PEM) whose signatures this base accepts; repeatable")
 	f.StringArrayVar(&cfg.Services.Deny, "deny", nil, "capability the base refuses to modules even when requested (sql, kv, kv:NS, config, ...); repeatable")
-	f.StringArrayVar(&cfg.Services.Allow, "grant", nil, "grant a capability that needs the operator: CAP or MODULE=CAP (custom services: service:NAME); repeatable")
+	f.StringArrayVar(&cfg.Services.Allow, "grant", nil, "grant a capability that needs the operator: CAP or MODULE=CAP (outbound hosts: http:HOST, custom services: service:NAME); repeatable")
+	f.StringVar(&cfg.SQLDSN, "sql-dsn", "", "run modules' database/sql on this PostgreSQL server (postgres://USER:PASSWORD@HOST/DATABASE; default $KOUPLE_SQL_DSN, which keeps the password off the command line) instead of SQLite files in the data dir")
 	f.StringToStringVar(&cfg.SharedConfig, "share-config", nil, "KEY=VALUE every module granted \"config\" can read; repeatable")
 	f.StringVar(&cfg.LogDir, "log-dir", "", "also write each module's log records to DIR/NAME.log (JSON lines, rotated at 10 MiB, 3 kept)")
 	f.IntVar(&cfg.LogRecords, "log-records", 2000, "log records kept in memory per module version (kouple logs)")
@@ -92,6 +96,7 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.StringVar(&cfg.ControllerURL, "controller", "", "send heartbeats to this kouple-controller (http://host:port), which then drives this base")
 	f.StringVar(&cfg.ControllerToken, "controller-token", "", "bearer token for the controller's heartbeat endpoint (default $KOUPLE_CONTROLLER_TOKEN)")
 	f.DurationVar(&cfg.HeartbeatInterval, "heartbeat-interval", 10*time.Second, "time between heartbeats to --controller")
+	f.DurationVar(&cfg.OutboundTimeout, "outbound-timeout", 30*time.Second, "longest outbound HTTP exchange of a module through the base")
 	f.StringVar(&configFile, "config", "", "YAML file with these settings and `modules:` artifact URLs to install at start")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	return cmd

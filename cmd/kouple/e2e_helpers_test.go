@@ -18,9 +18,10 @@ import (
 	"time"
 
 	"github.com/kouple/kouple/internal/moduletest"
+	"github.com/kouple/kouple/internal/pgtest"
 )
 
-func TestMain(m *testing.M) { moduletest.Main(m) }
+func TestMain(m *testing.M) { moduletest.Main(m, pgtest.Stop) }
 
 var (
 	binOnce sync.Once

@@ -34,9 +34,12 @@ var (
 	built  = map[string][]byte{}
 )
 
-// Main runs a package's tests and removes the artifacts they built.
-func Main(m *testing.M) {
+// Main runs a package's tests and removes the artifacts they built; then runs after (like pgtest.Stop).
+func Main(m *testing.M, after ...func()) {
 	code := m.Run()
+	for _, f := range after {
+		f()
+	}
 	mu.Lock()
 	if outDir != "" {
 		os.RemoveAll(outDir)

@@ -93,7 +93,7 @@ func encodeArgs(args []driver.NamedValue) ([]sqlwire.Value, error) {
 	out := make([]sqlwire.Value, len(args))
 	for i, a := range args {
 		if a.Name != "" {
-			return nil, errors.New("kouple sql: named parameters are not supported; use ? placeholders")
+			return nil, errors.New("kouple sql: named parameters are not supported; use positional ones ($1, or ? on SQLite)")
 		}
 		v, err := sqlwire.From(a.Value)
 		if err != nil {

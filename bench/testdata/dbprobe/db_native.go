@@ -1,0 +1,42 @@
+//go:build !wasip1
+
+package main
+
+import (
+	"cmp"
+	"context"
+	"database/sql"
+	"os"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // PostgreSQL, when DBPROBE_DSN is set
+	_ "modernc.org/sqlite"             // an embedded SQLite of its own
+)
+
+var local *sql.DB // the SQLite file that also holds the keys
+
+func openDB() (*sql.DB, error) {
+	var err error
+	local, err = sql.Open("sqlite", "file:"+cmp.Or(os.Getenv("DBPROBE_DB"), "dbprobe.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := local.Exec(`CREATE TABLE IF NOT EXISTS kv (k TEXT PRIMARY KEY, v BLOB NOT NULL)`); err != nil {
+		return nil, err
+	}
+	if dsn := os.Getenv("DBPROBE_DSN"); dsn != "" {
+		return sql.Open("pgx", dsn)
+	}
+	return local, nil
+}
+
+// Standalone there is no base kv: the key is a row of the local SQLite file, what a service would use alone.
+func kvGet(ctx context.Context, key string) ([]byte, error) {
+	var v []byte
+	err := local.QueryRowContext(ctx, `SELECT v FROM kv WHERE k = $1`, key).Scan(&v)
+	return v, err
+}
+
+func kvPut(ctx context.Context, key string, value []byte) error {
+	_, err := local.ExecContext(ctx, `INSERT INTO kv (k, v) VALUES ($1, $2) ON CONFLICT (k) DO UPDATE SET v = excluded.v`, key, value)
+	return err
+}
