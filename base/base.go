@@ -72,6 +72,10 @@ type Config struct {
 	// RequireSignature refuses artifacts not signed by one of TrustedKeys (ed25519 public key files, PEM).
 	RequireSignature bool
 	TrustedKeys      []string
+	// RecycleNativeBytes, when not 0, is how much code of uninstalled native modules (still mapped: Go cannot
+	// unload a plugin) makes the base ask to be recycled: Recycle is closed, and the program embedding the base
+	// shuts it down and starts it again, which replays its modules from the data dir.
+	RecycleNativeBytes int64
 	// DrainTimeout bounds how long shutdown waits for requests in flight.
 	DrainTimeout time.Duration
 	// ArtifactGrace is how long an unused artifact is kept before garbage collection.
@@ -131,6 +135,8 @@ type Base struct {
 	gatewaySrv, agentSrv *http.Server
 	gatewayLn, agentLn   net.Listener
 	serveErr             chan error
+	recycle              chan struct{} // closed when the base should be recycled (recycleOnce)
+	recycleOnce          sync.Once
 	stop                 chan struct{} // closed at shutdown: ends the garbage collector
 	ownCache             bool          // the compile cache is this base's alone, so it may collect it
 	insecure             bool          // the agent listens beyond loopback without requiring credentials
@@ -188,6 +194,7 @@ func New(cfg Config) (*Base, error) {
 		wasm:     w,
 		id:       id,
 		serveErr: make(chan error, 2),
+		recycle:  make(chan struct{}),
 		stop:     make(chan struct{}),
 		ownCache: ownCache,
 		logs:     logs,
@@ -384,6 +391,10 @@ func serverTLS(certFile, keyFile, clientCA string) (*tls.Config, error) {
 	}
 	return tc, nil
 }
+
+// Recycle is closed once the code held by uninstalled native modules reaches Config.RecycleNativeBytes: the
+// process should then shut the base down and start it again (`kouple base` re-executes itself).
+func (b *Base) Recycle() <-chan struct{} { return b.recycle }
 
 // Err reports a listener that failed after Start.
 func (b *Base) Err() <-chan error { return b.serveErr }

@@ -26,7 +26,15 @@ func (b *Base) nativeHealth() map[string]any {
 		return map[string]any{"available": false}
 	}
 	held, heldBytes, loaded, loadedBytes := b.native.Held()
+	recycling := false
+	select {
+	case <-b.recycle:
+		recycling = true
+	default:
+	}
 	return map[string]any{
+		"recycleAtBytes":       b.cfg.RecycleNativeBytes,
+		"recycleRequested":     recycling,
 		"available":            true,
 		"buildInfo":            b.native.BuildInfo(),
 		"loadedPlugins":        loaded,
@@ -34,4 +42,20 @@ func (b *Base) nativeHealth() map[string]any {
 		"uninstalledPlugins":   held,
 		"uninstalledCodeBytes": heldBytes,
 	}
+}
+
+// checkRecycle asks for the base to be recycled once the code of uninstalled native modules reaches the
+// configured threshold.
+func (b *Base) checkRecycle() {
+	if b.native == nil || b.cfg.RecycleNativeBytes <= 0 {
+		return
+	}
+	held, heldBytes, _, _ := b.native.Held()
+	if int64(heldBytes) < b.cfg.RecycleNativeBytes {
+		return
+	}
+	b.recycleOnce.Do(func() {
+		b.logger.Warn("recycling the base: uninstalled native modules still hold their code", "plugins", held, "bytes", heldBytes, "threshold", b.cfg.RecycleNativeBytes)
+		close(b.recycle)
+	})
 }

@@ -67,6 +67,7 @@ func (b *Base) Install(ctx context.Context, req agent.InstallRequest) (*module.V
 		act = module.ActivateNew
 	}
 	defer b.syncServices()
+	defer b.checkRecycle()
 	return b.registry.Install(ctx, module.InstallRequest{
 		Artifact:      data,
 		Source:        req.BizURL,
@@ -81,6 +82,7 @@ func (b *Base) Install(ctx context.Context, req agent.InstallRequest) (*module.V
 // Uninstall stops and forgets a module version, or every version when version is empty.
 func (b *Base) Uninstall(ctx context.Context, name, version string) error {
 	defer b.syncServices()
+	defer b.checkRecycle()
 	return b.registry.Uninstall(ctx, name, version)
 }
 

@@ -31,6 +31,7 @@ type fileConfig struct {
 func baseCmd() *cobra.Command {
 	var cfg base.Config
 	var configFile, logLevel string
+	var mbRecycle int64
 	cmd := &cobra.Command{
 		Use:   "base",
 		Short: "Run a base: one process hosting modules behind one gateway",
@@ -72,6 +73,7 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.StringArrayVar(&cfg.TrustedKeys, "trusted-key", nil, "ed25519 public key (PEM) whose signatures this base accepts; repeatable")
 	f.StringArrayVar(&cfg.Services.Deny, "deny", nil, "capability the base refuses to modules even when requested (sql, kv, kv:NS, config, ...); repeatable")
 	f.StringArrayVar(&cfg.Services.Allow, "grant", nil, "grant a capability that needs the operator: CAP or MODULE=CAP (outbound hosts: http:HOST, custom services: service:NAME); repeatable")
+	f.Int64Var(&mbRecycle, "recycle-native-mb", 0, "when uninstalled native modules (whose code Go cannot unload) hold this many MB, drain and restart this base in place, replaying its modules; 0: never")
 	f.StringVar(&cfg.SQLDSN, "sql-dsn", "", "run modules' database/sql on this PostgreSQL server (postgres://USER:PASSWORD@HOST/DATABASE; default $KOUPLE_SQL_DSN, which keeps the password off the command line) instead of SQLite files in the data dir")
 	f.StringToStringVar(&cfg.SharedConfig, "share-config", nil, "KEY=VALUE every module granted \"config\" can read; repeatable")
 	f.StringVar(&cfg.LogDir, "log-dir", "", "also write each module's log records to DIR/NAME.log (JSON lines, rotated at 10 MiB, 3 kept)")
@@ -84,6 +86,10 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "the certificate's key (PEM)")
 	f.StringVar(&cfg.ClientCA, "client-ca", "", "require agent clients to present a certificate signed by this CA (mTLS)")
 	cmd.PreRunE = func(cmd *cobra.Command, args []string) error {
+		if mbRecycle < 0 {
+			return fmt.Errorf("--recycle-native-mb %d: give a size in MB, or 0 to never recycle", mbRecycle)
+		}
+		cfg.RecycleNativeBytes = mbRecycle << 20
 		switch authMode {
 		case "auto":
 		case "always":
@@ -151,6 +157,19 @@ func runBase(ctx context.Context, cfg base.Config) error {
 	case err := <-b.Err():
 		b.Shutdown(context.Background())
 		return err
+	case <-b.Recycle():
+		// Uninstalled native modules hold too much code: drain, stop, and run this very command again in
+		// this process, which replays the modules from the data dir into a fresh address space.
+		stop()
+		if err := b.Shutdown(context.Background()); err != nil {
+			return fmt.Errorf("recycling: %w", err)
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("recycling: %w", err)
+		}
+		fmt.Fprintln(os.Stdout, "kouple base: recycling (uninstalled native modules held too much code): starting again")
+		return fmt.Errorf("recycling: exec %s: %w", exe, syscall.Exec(exe, os.Args, os.Environ()))
 	}
 	stop()
 	return b.Shutdown(context.Background())

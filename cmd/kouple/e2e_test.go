@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -103,6 +104,51 @@ func TestNewModule(t *testing.T) {
 	b.mustCLI("deploy", so)
 	if code, body := b.get("/fresh/"); code != 200 || body != "Hello from fresh 0.2.0!\n" {
 		t.Fatalf("native: %d %q", code, body)
+	}
+}
+
+// TestRecycleNative: once uninstalled native modules hold more code than --recycle-native-mb, the base drains
+// and starts again in the same process, with its modules replayed and no code held.
+func TestRecycleNative(t *testing.T) {
+	b := startBaseWith(t, t.TempDir(), []string{"--recycle-native-mb", "1"}, nil)
+	hello := filepath.Join(moduletest.Root(), "examples/hello")
+	var sos []string
+	for _, v := range []string{"1.0.0", "2.0.0"} {
+		so := filepath.Join(t.TempDir(), "hello-"+v+".so")
+		b.mustCLI("build", hello, "--runtime", "native", "--base", b.agent, "--version", v, "-o", so)
+		sos = append(sos, so)
+	}
+	b.mustCLI("deploy", sos[0])
+	b.mustCLI("deploy", sos[1])
+	pid := b.cmd.Process.Pid
+	b.mustCLI("undeploy", "hello:1.0.0") // 1.0.0's code stays mapped: past 1 MB, the base recycles
+	var health string
+	for deadline := time.Now().Add(90 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		select {
+		case <-b.exited:
+			t.Fatalf("the base exited instead of recycling: %v\n%s", b.exitErr, b.output)
+		default:
+		}
+		if resp, err := http.Post(b.agent+"/health", "application/json", strings.NewReader("{}")); err == nil {
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			health = string(raw)
+			if strings.Contains(b.output.String(), "starting again") && strings.Contains(health, `"uninstalledPlugins":0`) {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no recycle: health %s\n%s", health, b.output)
+		}
+	}
+	if b.cmd.Process.Pid != pid {
+		t.Errorf("pid changed")
+	}
+	if code, body := b.get("/hello/"); code != 200 || body != "Hello from hello 2.0.0!\n" {
+		t.Errorf("after recycling: %d %q", code, body)
+	}
+	if !strings.Contains(health, `"loadedPlugins":1`) {
+		t.Errorf("health after recycling: %s", health)
 	}
 }
 
