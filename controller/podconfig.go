@@ -261,10 +261,12 @@ func (v *vnode) installContainer(ctx context.Context, pod *corev1.Pod, ctr corev
 
 // retryWaiting installs the modules that wait for their config, and the ones refused as duplicates whose
 // version has since been released (a rollout's new pod meeting the old one on the same base), so that a pod
-// waiting for a ConfigMap or Secret starts once it exists, at the next module sync. A module still waiting
-// keeps its status: nothing is pushed unless it changed.
+// waiting for a ConfigMap or Secret starts once it exists, at the next module sync; and it uninstalls the
+// version an upgrade replaced once the new one is active. A module still waiting keeps its status: nothing is
+// pushed unless it changed.
 func (v *vnode) retryWaiting(ctx context.Context) {
 	type job struct {
+		key string
 		pod *corev1.Pod
 		ctr corev1.Container
 		m   *modState
@@ -281,6 +283,7 @@ func (v *vnode) retryWaiting(ctx context.Context) {
 			case m == nil:
 				continue
 			case m.state == stateConfig:
+			case m.state == stateActivated && m.prev != nil: // the replaced version is still to go
 			case m.state == stateRefused && m.reason == "DuplicateModule":
 				if _, taken := v.owners[m.id()]; taken {
 					continue
@@ -290,17 +293,36 @@ func (v *vnode) retryWaiting(ctx context.Context) {
 			default:
 				continue
 			}
-			jobs = append(jobs, job{e.pod, ctr, m})
+			jobs = append(jobs, job{key, e.pod, ctr, m})
 		}
 	}
 	v.mu.Unlock()
 	for _, j := range jobs {
-		v.installContainer(ctx, j.pod, j.ctr, j.m, j.m.replace)
 		v.mu.Lock()
-		changed := j.m.state != stateConfig
+		pending := j.m.state != stateActivated
 		v.mu.Unlock()
+		if pending {
+			v.installContainer(ctx, j.pod, j.ctr, j.m, j.m.replace)
+		}
+		v.mu.Lock()
+		changed := pending && j.m.state != stateConfig
+		var prev *modState
+		if j.m.state == stateActivated {
+			prev = j.m.prev
+		}
+		v.mu.Unlock()
+		if prev != nil {
+			if err := v.client().Uninstall(ctx, prev.name, prev.version); err != nil {
+				v.log.Warn("uninstall after upgrade: retried at the next sync", "pod", j.key, "module", prev.id(), "err", err)
+			} else {
+				v.mu.Lock()
+				j.m.prev = nil
+				v.mu.Unlock()
+				v.release(j.key, prev)
+			}
+		}
 		if changed {
-			v.notify(podKey(j.pod))
+			v.notify(j.key)
 		}
 	}
 }

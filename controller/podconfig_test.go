@@ -10,6 +10,7 @@ import (
 	"maps"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -107,6 +108,42 @@ func (c *capture) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		c.mu.Unlock()
 	}
 	c.next.ServeHTTP(w, r)
+}
+
+// TestVNodeUpgradeWaitsForConfig: an image change whose new env names a missing ConfigMap keeps the old
+// version installed until the new one can be; then the new is installed and the old uninstalled.
+func TestVNodeUpgradeWaitsForConfig(t *testing.T) {
+	v, agent, _, _ := testVNode(t)
+	client := fake.NewClientset()
+	v.ctl.cfg.Client = client
+	ctx := context.Background()
+	pod := modulePod("p1", "hello", "file:///hello-1.wasm", "1.0.0")
+	if err := v.CreatePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	pod = pod.DeepCopy()
+	c := &pod.Spec.Containers[0]
+	c.Image, c.Env[0].Value = "file:///hello-2.wasm", "2.0.0"
+	c.EnvFrom = []corev1.EnvFromSource{{ConfigMapRef: &corev1.ConfigMapEnvSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}}
+	if err := v.UpdatePod(ctx, pod); err != nil {
+		t.Fatal(err)
+	}
+	mods := func() string {
+		agent.mu.Lock()
+		defer agent.mu.Unlock()
+		return strings.Join(slices.Sorted(maps.Keys(agent.mods)), " ")
+	}
+	if got := mods(); got != "hello:1.0.0" {
+		t.Fatalf("while 2.0.0 waits for its ConfigMap the base has %q, want hello:1.0.0 still", got)
+	}
+	client.CoreV1().ConfigMaps("default").Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: "default", Name: "cfg"}}, metav1.CreateOptions{})
+	v.retryWaiting(ctx)
+	if got := mods(); got != "hello:2.0.0" {
+		t.Fatalf("after the ConfigMap appeared the base has %q, want hello:2.0.0 only", got)
+	}
+	if got := v.modules(); !slices.Equal(got, []string{"hello:2.0.0"}) {
+		t.Errorf("the vnode owns %v, want [hello:2.0.0]", got)
+	}
 }
 
 // TestVNodeWaitsForSecret: a pod naming a missing Secret waits with the kubelet's reason and one event, installs

@@ -58,8 +58,9 @@ type podEntry struct {
 
 type modState struct {
 	name, version, url string
-	owned              bool // this pod installed name:version on the base
-	replace            bool // reinstall over the same version (an artifact change), when installed late
+	owned              bool      // this pod installed name:version on the base
+	replace            bool      // reinstall over the same version (an artifact change), when installed late
+	prev               *modState // the version this one upgrades, while it waits for its config
 	state              string
 	reason, message    string
 	since              metav1.Time
@@ -222,12 +223,18 @@ func (v *vnode) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 			continue
 		}
 		sameVersion := ch.old != nil && ch.old.owned && ch.old.version == ch.new.version
+		if ch.old != nil && ch.old.owned && !sameVersion {
+			ch.new.prev = ch.old // uninstalled once the new one is active, here or when its config arrives
+		}
 		v.installContainer(ctx, pod, ch.c, ch.new, sameVersion)
-		if ch.old != nil && ch.old.owned && !sameVersion && ch.new.state == stateActivated {
+		if ch.new.prev != nil && ch.new.state == stateActivated {
 			if err := v.client().Uninstall(ctx, ch.old.name, ch.old.version); err != nil {
 				errs = append(errs, fmt.Errorf("pod %s: uninstall %s from base %s after upgrade: %w", key, ch.old.id(), v.name, err))
 				continue
 			}
+			v.mu.Lock()
+			ch.new.prev = nil
+			v.mu.Unlock()
 			v.release(key, ch.old)
 		}
 	}
@@ -256,6 +263,9 @@ func (v *vnode) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	for _, m := range e.mods {
 		if m.owned {
 			owned = append(owned, m)
+		}
+		if m.prev != nil { // an upgrade still waiting for its config
+			owned = append(owned, m.prev)
 		}
 	}
 	ready := v.ready
