@@ -33,8 +33,9 @@ func (e *configError) Error() string { return e.msg }
 
 // resolveConfig builds a container's module config as the kubelet builds a container's environment: envFrom
 // first (ConfigMaps and Secrets, each key a variable, with the source's prefix), then env, later entries
-// winning; valueFrom reads a ConfigMap or Secret key, a pod field or a resource of the container. $(VAR)
-// references are not expanded. Values are never logged: they may be secrets.
+// winning; valueFrom reads a ConfigMap or Secret key, a pod field or a resource of the container; $(VAR) in a
+// value is replaced by a variable defined before it ($$ escapes a $). Values are never logged: they may be
+// secrets.
 func (c *Controller) resolveConfig(ctx context.Context, pod *corev1.Pod, ctr corev1.Container, ip string) (moduleConfig, error) {
 	r := &resolver{ctl: c, ctx: ctx, ns: pod.Namespace, cms: map[string]*corev1.ConfigMap{}, secrets: map[string]*corev1.Secret{}}
 	env := map[string]string{}
@@ -56,7 +57,7 @@ func (c *Controller) resolveConfig(ctx context.Context, pod *corev1.Pod, ctr cor
 	}
 	for _, e := range ctr.Env {
 		if e.ValueFrom == nil {
-			env[e.Name] = e.Value
+			env[e.Name] = expand(e.Value, env)
 			continue
 		}
 		val, ok, err := r.valueFrom(pod, ctr, e.ValueFrom, ip)
@@ -68,6 +69,39 @@ func (c *Controller) resolveConfig(ctx context.Context, pod *corev1.Pod, ctr cor
 		}
 	}
 	return moduleConfig{env: env, limits: limitsOf(ctr)}, nil
+}
+
+// expand replaces $(NAME) in s by NAME's value in env, as the kubelet does: $$ is a $, and a reference to
+// an undefined variable is left as written.
+func expand(s string, env map[string]string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '$' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch s[i+1] {
+		case '$':
+			b.WriteByte('$')
+			i++
+		case '(':
+			end := strings.IndexByte(s[i+2:], ')')
+			if end < 0 {
+				b.WriteString(s[i:])
+				return b.String()
+			}
+			ref := s[i : i+3+end]
+			if v, ok := env[ref[2:len(ref)-1]]; ok {
+				b.WriteString(v)
+			} else {
+				b.WriteString(ref)
+			}
+			i += 2 + end
+		default:
+			b.WriteByte('$')
+		}
+	}
+	return b.String()
 }
 
 // resolver reads each ConfigMap and Secret a container names once.

@@ -49,6 +49,7 @@ func TestResolveConfig(t *testing.T) {
 			{Name: "POD", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 			{Name: "APP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.labels['app']"}}},
 			{Name: "IP", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "status.podIP"}}},
+			{Name: "URL", Value: "http://$(IP):8080/$(COLOR)/$(UNDEFINED)/$$(COLOR)"},
 			{Name: "MEM_MB", ValueFrom: &corev1.EnvVarSource{ResourceFieldRef: &corev1.ResourceFieldSelector{Resource: "limits.memory", Divisor: resource.MustParse("1Mi")}}},
 		},
 		Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("100M"), corev1.ResourceCPU: resource.MustParse("500m")}},
@@ -60,6 +61,7 @@ func TestResolveConfig(t *testing.T) {
 	want := map[string]string{
 		"BIZ_VERSION": "1.0.0", "GREETING": "literal wins", "COLOR": "blue", "DB_password": "hunter2", "DB_user": "ann",
 		"PASSWORD": "hunter2", "POD": "p", "APP": "hello", "IP": "10.0.0.7", "MEM_MB": "96",
+		"URL": "http://10.0.0.7:8080/blue/$(UNDEFINED)/$(COLOR)",
 	}
 	if !maps.Equal(got.env, want) {
 		t.Errorf("env %v, want %v", got.env, want)
@@ -143,6 +145,41 @@ func TestVNodeUpgradeWaitsForConfig(t *testing.T) {
 	}
 	if got := v.modules(); !slices.Equal(got, []string{"hello:2.0.0"}) {
 		t.Errorf("the vnode owns %v, want [hello:2.0.0]", got)
+	}
+}
+
+// TestVNodeDuplicateRetried: a second pod for a module version already on the base waits as DuplicateModule
+// and is installed once the first pod is gone (a rollout's new pod meeting the old one on a base).
+func TestVNodeDuplicateRetried(t *testing.T) {
+	v, agent, _, _ := testVNode(t)
+	v.ctl.cfg.Client = fake.NewClientset()
+	ctx := context.Background()
+	old := modulePod("old", "hello", "file:///hello-1.wasm", "1.0.0")
+	if err := v.CreatePod(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if err := v.CreatePod(ctx, modulePod("new", "hello", "file:///hello-1.wasm", "1.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	p, _ := v.GetPod(ctx, "default", "new")
+	if w := waiting(p); w == nil || w.Reason != "DuplicateModule" {
+		t.Fatalf("second pod: %+v, want Waiting DuplicateModule", p.Status.ContainerStatuses[0].State)
+	}
+	v.retryWaiting(ctx) // the first pod still holds it
+	if p, _ = v.GetPod(ctx, "default", "new"); waiting(p) == nil {
+		t.Fatal("installed while the first pod still holds the version")
+	}
+	if err := v.DeletePod(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	v.retryWaiting(ctx)
+	if p, _ = v.GetPod(ctx, "default", "new"); !p.Status.ContainerStatuses[0].Ready {
+		t.Fatalf("second pod after the first went: %+v", p.Status.ContainerStatuses[0].State)
+	}
+	agent.mu.Lock()
+	defer agent.mu.Unlock()
+	if agent.mods["hello:1.0.0"] != "ACTIVATED" {
+		t.Errorf("base modules %v, want hello:1.0.0 installed again", agent.mods)
 	}
 }
 
