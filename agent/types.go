@@ -38,6 +38,13 @@ type InstallRequest struct {
 	Sha256   string `json:"sha256,omitempty"`   // pinned digest, as an alternative to #sha256= on the URL
 	Activate bool   `json:"activate,omitempty"` // make the new version active at once
 	Replace  bool   `json:"replace,omitempty"`  // reinstall a version that is already installed
+	// Limits override the manifest's: limits.memoryMB (kouple-controller sends a pod's resources.limits.memory).
+	Limits *InstallLimits `json:"limits,omitempty"`
+}
+
+// InstallLimits are the limits an install may set over the artifact's manifest; zero keeps the manifest's.
+type InstallLimits struct {
+	MemoryMB int `json:"memoryMB,omitempty"`
 }
 
 // Install strategies.
@@ -78,9 +85,11 @@ type BizInfo struct {
 	Granted   []string `json:"granted"`
 	Active    bool     `json:"active"`
 	Runtime   string   `json:"runtime"`
-	Digest    string   `json:"digest,omitempty"`
-	Source    string   `json:"source,omitempty"`
-	Stats     Stats    `json:"stats"`
+	// MemoryMB is the cap on each instance's memory in effect (wasm): the manifest's or the install's.
+	MemoryMB int    `json:"memoryMB,omitempty"`
+	Digest   string `json:"digest,omitempty"`
+	Source   string `json:"source,omitempty"`
+	Stats    Stats  `json:"stats"`
 }
 
 // StateRecord is one transition; changeTime is Unix milliseconds, as Arklet sends it.
@@ -116,6 +125,7 @@ func NewBizInfo(v *module.Version, active bool, granted []string) BizInfo {
 		Requested:      append([]string{}, v.Manifest.Capabilities...),
 		Granted:        granted,
 		Runtime:        v.Manifest.Runtime,
+		MemoryMB:       v.Manifest.Limits.MemoryMB,
 		Digest:         v.Digest,
 		Source:         v.Source,
 	}

@@ -72,11 +72,19 @@ func (b *Base) Install(ctx context.Context, req agent.InstallRequest) (*module.V
 		Artifact:      data,
 		Source:        req.BizURL,
 		Env:           req.Envs,
+		MemoryMB:      memoryMB(req.Limits),
 		Replace:       req.Replace,
 		Activate:      act,
 		ExpectName:    req.BizName,
 		ExpectVersion: req.BizVersion,
 	})
+}
+
+func memoryMB(l *agent.InstallLimits) int {
+	if l == nil {
+		return 0
+	}
+	return l.MemoryMB
 }
 
 // Uninstall stops and forgets a module version, or every version when version is empty.
@@ -125,6 +133,7 @@ func (j journal) Installed(v *module.Version, env map[string]string, active bool
 		Digest:      v.Digest,
 		Source:      v.Source,
 		Env:         env,
+		MemoryMB:    v.MemoryMB,
 		Priority:    v.Manifest.Priority,
 		InstalledAt: time.Now().UTC(),
 	}, active)
@@ -165,7 +174,7 @@ func (b *Base) restore(ctx context.Context) {
 			data, err := b.store.Artifact(rec.Digest)
 			if err == nil {
 				_, err = b.registry.Install(ctx, module.InstallRequest{
-					Artifact: data, Source: rec.Source, Env: rec.Env, Activate: module.ActivateNever,
+					Artifact: data, Source: rec.Source, Env: rec.Env, MemoryMB: rec.MemoryMB, Activate: module.ActivateNever,
 					ExpectName: m.Name, ExpectVersion: ver,
 				})
 			}

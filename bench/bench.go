@@ -21,7 +21,8 @@ type Config struct {
 	Exe string
 	// Repo is the Kouple repository, where examples/ and bench/testdata/ are built from.
 	Repo string
-	// Only, when not empty, runs just these comparisons (deploy, density, calls, serving, concurrency, churn).
+	// Only, when not empty, runs just these comparisons (deploy, density, calls, serving, concurrency, churn,
+	// fleet).
 	Only []string
 	// Sizes, when set, replace the suite's counts (used by the test to run the plumbing small).
 	Sizes *Sizes
@@ -43,12 +44,14 @@ type Sizes struct {
 	Waits          int           // concurrent waiting requests
 	WaitMS         int
 	Churn          int // install/uninstall cycles
+	// FleetPods module pods over FleetBases bases under one kouple-controller (fleet.go); 0 skips it.
+	FleetBases, FleetPods int
 }
 
 // QuickSizes and FullSizes are the suites of `kouple bench --quick` and `kouple bench`.
 var (
-	QuickSizes = Sizes{DeployTrials: 5, UncachedTrials: 1, Density: []int{5, 10}, Calls: 1000, ServeFor: 2 * time.Second, Waits: 100, WaitMS: 50, Churn: 100}
-	FullSizes  = Sizes{DeployTrials: 10, UncachedTrials: 3, Density: []int{10, 50}, Calls: 20000, ServeFor: 5 * time.Second, Waits: 100, WaitMS: 50, Churn: 1000}
+	QuickSizes = Sizes{DeployTrials: 5, UncachedTrials: 1, Density: []int{5, 10}, Calls: 1000, ServeFor: 2 * time.Second, Waits: 100, WaitMS: 50, Churn: 100, FleetBases: 4, FleetPods: 40}
+	FullSizes  = Sizes{DeployTrials: 10, UncachedTrials: 3, Density: []int{10, 50}, Calls: 20000, ServeFor: 5 * time.Second, Waits: 100, WaitMS: 50, Churn: 1000, FleetBases: 20, FleetPods: 500}
 )
 
 // Runtimes are the module runtimes every comparison runs for: each that exists.
@@ -180,7 +183,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	for _, c := range comparisons {
-		if len(cfg.Only) > 0 && !contains(cfg.Only, c.name) && c.name != "fleet" {
+		if len(cfg.Only) > 0 && !contains(cfg.Only, c.name) {
 			continue
 		}
 		for _, rt := range Runtimes {
@@ -242,9 +245,4 @@ func firstLine(s string) string {
 		return s[:200] + "…"
 	}
 	return s
-}
-
-func (r *runner) fleet(ctx context.Context, rt string) error {
-	r.add(Row{Comparison: "fleet", Metric: "bases under one controller", Kouple: "not measured: no controller yet", Baseline: "-"})
-	return nil
 }

@@ -54,7 +54,7 @@ func TestRunSmall(t *testing.T) {
 	}
 	var text bytes.Buffer
 	rep.WriteText(&text)
-	for _, want := range []string{"gRPC between two processes", "Extism", "not measured: no controller yet", "≥ 0.4x native"} {
+	for _, want := range []string{"gRPC between two processes", "Extism", "not measured: no fleet in this suite", "≥ 0.4x native"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, text.String())
 		}

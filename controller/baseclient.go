@@ -118,6 +118,7 @@ type InstallRequest struct {
 	BizName    string            `json:"bizName"`
 	BizVersion string            `json:"bizVersion"`
 	Envs       map[string]string `json:"envs,omitempty"`
+	Limits     *InstallLimits    `json:"limits,omitempty"` // over the manifest's (Kouple's extra)
 	Activate   bool              `json:"activate,omitempty"`
 	Replace    bool              `json:"replace,omitempty"` // reinstall a version already installed (new artifact)
 }

@@ -174,8 +174,8 @@ func (c *Controller) startVNode(ctx context.Context, v *vnode) error {
 		ConfigMapInformer: c.unused.Core().V1().ConfigMaps(),
 		SecretInformer:    c.unused.Core().V1().Secrets(),
 		ServiceInformer:   c.unused.Core().V1().Services(),
-		// Modules get their container's literal env values; valueFrom is not resolved (no cluster-wide
-		// Secret/ConfigMap/Service informers, so no RBAC for them).
+		// The provider resolves env itself (podconfig.go: GETs of the ConfigMaps and Secrets a pod names,
+		// retried at each module sync), so no cluster-wide Secret/ConfigMap/Service informers and no list RBAC.
 		SkipDownwardAPIResolution: true,
 		PodEventFilterFunc: func(_ context.Context, p *corev1.Pod) bool {
 			return p.Spec.NodeName == v.name

@@ -58,8 +58,15 @@ func TestKubernetes(t *testing.T) {
 	t.Cleanup(func() { stopController() })
 	ctlURL := "http://" + addr
 
+	// base-0 listens on this machine's own address when it has one: Kubernetes refuses loopback addresses in
+	// a Service's endpoints, so only a pod there can be reached through one (step 7a).
+	hostIP := outboundIP()
 	var bases []*baseProc
 	for i := range 3 {
+		if i == 0 && hostIP != "" {
+			bases = append(bases, startBaseAt(t, kouple, ctlURL, "base-0", hostIP, "--insecure"))
+			continue
+		}
 		bases = append(bases, startBase(t, kouple, ctlURL, fmt.Sprintf("base-%d", i)))
 	}
 
@@ -171,6 +178,98 @@ func TestKubernetes(t *testing.T) {
 		}
 		return len(all) == 0, fmt.Sprint(all)
 	})
+
+	// 7a. A Service reaches module pods: the pod IP is the base's and the container port its gateway's, so the
+	// Service's EndpointSlice lists base-0's address and gateway port while its pod is Ready, and drops it when
+	// the pod goes away. (There is no kube-proxy here: the endpoint itself is asked.)
+	if hostIP == "" {
+		t.Log("no non-loopback address on this machine: the Service step is left out")
+	} else {
+		_, port, _ := net.SplitHostPort(strings.TrimPrefix(bases[0].gateway, "http://"))
+		node := ""
+		for _, n := range k.nodes().Items {
+			if n.Annotations["kouple.io/agent-url"] == bases[0].agent {
+				node = n.Name
+			}
+		}
+		k.apply(`apiVersion: v1
+kind: Service
+metadata: {name: web}
+spec:
+  selector: {app: web}
+  ports: [{port: 80, targetPort: gateway}]
+---
+` + strings.Replace(deployment("web", 1, v1, "1.0.0"), "      nodeSelector:\n", fmt.Sprintf("      nodeSelector:\n        kubernetes.io/hostname: %s\n", node), 1) + fmt.Sprintf(`
+        ports:
+        - {name: gateway, containerPort: %s}
+`, port))
+		k.waitPods("app=web", 1, "1.0.0")
+		want := net.JoinHostPort(hostIP, port)
+		eventually(t, 60*time.Second, "the Service's endpoint "+want, func() (bool, string) {
+			eps := k.endpoints("web")
+			return slices.Equal(eps, []string{want}), fmt.Sprint(eps)
+		})
+		if code, body := get("http://" + want + "/hello/"); code != 200 || strings.TrimSpace(body) != "Hello from hello 1.0.0!" {
+			t.Errorf("GET through the endpoint %s: %d %q", want, code, body)
+		}
+		k.run("scale", "deployment/web", "--replicas=0")
+		k.waitPods("app=web", 0, "")
+		eventually(t, 60*time.Second, "the Service's endpoint dropped", func() (bool, string) {
+			eps := k.endpoints("web")
+			return len(eps) == 0, fmt.Sprint(eps)
+		})
+		k.run("delete", "deployment/web", "service/web", "--wait=false")
+	}
+
+	// 7b. Env from a Secret and a ConfigMap becomes the module's config; while the ConfigMap is missing the pods
+	// wait with the kubelet's CreateContainerConfigError, and they start once it exists. resources.limits.memory
+	// becomes the module's memoryMB. A rollout with new env installs the new config.
+	k.apply(deployment("hello", 3, v1, "1.0.0") + `
+        - name: GREETING
+          valueFrom: {secretKeyRef: {name: hello-secret, key: greeting}}
+        envFrom:
+        - configMapRef: {name: hello-config}
+        resources:
+          limits: {memory: 64Mi}
+`)
+	eventually(t, 60*time.Second, "pods waiting for their ConfigMap", func() (bool, string) {
+		pods := k.pods("app=hello")
+		var desc []string
+		ok := len(pods.Items) == 3
+		for _, p := range pods.Items {
+			w := p.Status.ContainerStatuses
+			if len(w) != 1 || w[0].State.Waiting == nil {
+				return false, p.Name + " not waiting"
+			}
+			desc = append(desc, w[0].State.Waiting.Reason+": "+w[0].State.Waiting.Message)
+			ok = ok && w[0].State.Waiting.Reason == "CreateContainerConfigError" && strings.Contains(w[0].State.Waiting.Message, `configmap "hello-config" not found`)
+		}
+		return ok, strings.Join(desc, "; ")
+	})
+	k.apply(`apiVersion: v1
+kind: ConfigMap
+metadata: {name: hello-config}
+data: {GREETING: "Overridden", OTHER: "x"}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: hello-secret}
+stringData: {greeting: "Psst"}
+`)
+	k.waitPods("app=hello", 3, "1.0.0")
+	waitGateways(t, bases, 3, "Psst from hello 1.0.0!") // env wins over envFrom, as in a container
+	for _, b := range bases {
+		if mb := b.memoryMB(t, "hello"); mb != 64 {
+			t.Errorf("base %s: hello's memoryMB %d, want 64 (the pod's limits.memory)", b.agent, mb)
+		}
+	}
+	k.apply(deployment("hello", 3, v1, "1.0.0") + `
+        - {name: GREETING, value: "Hey"}
+`)
+	waitGateways(t, bases, 3, "Hey from hello 1.0.0!")
+	k.waitPods("app=hello", 3, "1.0.0")
+	k.run("delete", "deployment/hello", "--wait=false")
+	k.waitPods("app=hello", 0, "")
 
 	// 8. A DaemonSet puts a module on every base.
 	k.apply(daemonSet("hello-ds", v1, "1.0.0"))
@@ -346,13 +445,63 @@ func (k *kc) waitPodsFor(selector string, n int, version string, timeout time.Du
 				}
 			}
 			desc = append(desc, fmt.Sprintf("%s@%s %s ready=%v ip=%s v=%s deleting=%v", p.Name, p.Spec.NodeName, p.Status.Phase, ready, p.Status.PodIP, v, p.DeletionTimestamp != nil))
-			if !ready || v != version || nodes[p.Spec.NodeName] || p.Status.PodIP != "127.0.0.1" || p.DeletionTimestamp != nil {
+			if !ready || v != version || nodes[p.Spec.NodeName] || p.Status.PodIP == "" || p.Status.PodIP != p.Status.HostIP || p.DeletionTimestamp != nil {
 				ok = false
 			}
 			nodes[p.Spec.NodeName] = true
 		}
 		return ok, strings.Join(desc, "; ")
 	})
+}
+
+// endpoints lists the ready address:port pairs of a Service's EndpointSlices.
+func (k *kc) endpoints(service string) []string {
+	k.t.Helper()
+	var l struct {
+		Items []struct {
+			Endpoints []struct {
+				Addresses  []string `json:"addresses"`
+				Conditions struct {
+					Ready *bool `json:"ready"`
+				} `json:"conditions"`
+			} `json:"endpoints"`
+			Ports []struct {
+				Port int `json:"port"`
+			} `json:"ports"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(k.run("get", "endpointslices", "-l", "kubernetes.io/service-name="+service, "-o", "json")), &l); err != nil {
+		k.t.Fatal(err)
+	}
+	var out []string
+	for _, s := range l.Items {
+		for _, e := range s.Endpoints {
+			if e.Conditions.Ready == nil || !*e.Conditions.Ready {
+				continue
+			}
+			for _, a := range e.Addresses {
+				for _, p := range s.Ports {
+					out = append(out, net.JoinHostPort(a, fmt.Sprint(p.Port)))
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// outboundIP is the address this machine reaches others by, or "" when it has only loopback.
+func outboundIP() string {
+	c, err := net.Dial("udp", "192.0.2.1:9") // no packet is sent: UDP only picks a route
+	if err != nil {
+		return ""
+	}
+	defer c.Close()
+	ip := c.LocalAddr().(*net.UDPAddr).IP
+	if ip.IsLoopback() {
+		return ""
+	}
+	return ip.String()
 }
 
 // waitGateways waits until exactly n bases answer want on /hello/ and the others 404.
@@ -466,8 +615,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+func freeAddr(t *testing.T) string { return freeAddrOn(t, "127.0.0.1") }
+
+func freeAddrOn(t *testing.T, host string) string {
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -478,7 +629,13 @@ func freeAddr(t *testing.T) string {
 // startBase starts `kouple base --controller` on free loopback ports and waits for its agent.
 func startBase(t *testing.T, bin, ctlURL, name string, extra ...string) *baseProc {
 	t.Helper()
-	httpAddr, agentAddr := freeAddr(t), freeAddr(t)
+	return startBaseAt(t, bin, ctlURL, name, "127.0.0.1", extra...)
+}
+
+// startBaseAt is startBase with the gateway and agent on host (whose address becomes the base's pod IP).
+func startBaseAt(t *testing.T, bin, ctlURL, name, host string, extra ...string) *baseProc {
+	t.Helper()
+	httpAddr, agentAddr := freeAddrOn(t, host), freeAddrOn(t, host)
 	p := &baseProc{gateway: "http://" + httpAddr, agent: "http://" + agentAddr, out: &syncBuffer{}, exited: make(chan struct{})}
 	p.cmd = exec.Command(bin, "base", "--http", httpAddr, "--agent", agentAddr, "--data-dir", filepath.Join(t.TempDir(), name),
 		"--cache-dir", moduletest.CacheDir(), "--controller", ctlURL, "--heartbeat-interval", "2s")
@@ -512,8 +669,16 @@ func startBase(t *testing.T, bin, ctlURL, name string, extra ...string) *basePro
 	return p
 }
 
-// modules lists name:version of every module on the base.
-func (p *baseProc) modules(t testing.TB) []string {
+// bizInfo is what the tests read of queryAllBiz.
+type bizInfo struct {
+	BizName    string `json:"bizName"`
+	BizVersion string `json:"bizVersion"`
+	Active     bool   `json:"active"`
+	MemoryMB   int    `json:"memoryMB"`
+}
+
+// bizInfos lists every module version on the base.
+func (p *baseProc) bizInfos(t testing.TB) []bizInfo {
 	t.Helper()
 	resp, err := http.Post(p.agent+"/queryAllBiz", "application/json", strings.NewReader("{}"))
 	if err != nil {
@@ -521,19 +686,33 @@ func (p *baseProc) modules(t testing.TB) []string {
 	}
 	defer resp.Body.Close()
 	var env struct {
-		Data []struct {
-			BizName    string `json:"bizName"`
-			BizVersion string `json:"bizVersion"`
-		} `json:"data"`
+		Data []bizInfo `json:"data"`
 	}
 	if err := json.NewDecoder(resp.Body).Decode(&env); err != nil {
 		t.Fatal(err)
 	}
+	return env.Data
+}
+
+// modules lists name:version of every module on the base.
+func (p *baseProc) modules(t testing.TB) []string {
+	t.Helper()
 	var out []string
-	for _, b := range env.Data {
+	for _, b := range p.bizInfos(t) {
 		out = append(out, b.BizName+":"+b.BizVersion)
 	}
 	return out
+}
+
+// memoryMB is the memory limit the base applies to module name's active version.
+func (p *baseProc) memoryMB(t testing.TB, name string) int {
+	t.Helper()
+	for _, b := range p.bizInfos(t) {
+		if b.BizName == name && b.Active {
+			return b.MemoryMB
+		}
+	}
+	return 0
 }
 
 // startController runs a controller in this process with its heartbeat listener on addr (loopback: no

@@ -26,6 +26,7 @@ const (
 	stateRefused   = "REFUSED"    // a second pod for a module version already on this base
 	stateMissing   = "MISSING"    // installed, then gone from the base
 	stateInstall   = "INSTALLING" // install in progress
+	stateConfig    = "CONFIG"     // waiting for a ConfigMap or Secret its env names (podconfig.go)
 )
 
 // vnode is one base as a Kubernetes node: virtual-kubelet's pod lifecycle handler and node provider for it.
@@ -57,7 +58,9 @@ type podEntry struct {
 
 type modState struct {
 	name, version, url string
-	owned              bool // this pod installed name:version on the base
+	owned              bool      // this pod installed name:version on the base
+	replace            bool      // reinstall over the same version (an artifact change), when installed late
+	prev               *modState // the version this one upgrades, while it waits for its config
 	state              string
 	reason, message    string
 	since              metav1.Time
@@ -92,17 +95,6 @@ func bizVersion(c corev1.Container) string {
 	return ""
 }
 
-// envs are a container's literal env values, given to the module as its environment.
-func envs(c corev1.Container) map[string]string {
-	out := map[string]string{}
-	for _, e := range c.Env {
-		if e.ValueFrom == nil {
-			out[e.Name] = e.Value
-		}
-	}
-	return out
-}
-
 // CreatePod installs one module per container; a module version another pod already has on this base is
 // refused (Arklet would answer REPEAT_BIZ, and deleting either pod would remove the other's module).
 func (v *vnode) CreatePod(ctx context.Context, pod *corev1.Pod) error {
@@ -135,15 +127,15 @@ func (v *vnode) CreatePod(ctx context.Context, pod *corev1.Pod) error {
 	}
 	v.notify(key)
 	for _, c := range todo {
-		v.install(ctx, pod, e.mods[c.Name], envs(c), false)
+		v.installContainer(ctx, pod, c, e.mods[c.Name], false)
 	}
 	v.notify(key)
 	return nil
 }
 
 // install runs installBiz for m and records the outcome; a failure shows in the pod's status and as an event.
-func (v *vnode) install(ctx context.Context, pod *corev1.Pod, m *modState, env map[string]string, replace bool) {
-	err := v.client().Install(ctx, InstallRequest{BizURL: m.url, BizName: m.name, BizVersion: m.version, Envs: env, Activate: true, Replace: replace})
+func (v *vnode) install(ctx context.Context, pod *corev1.Pod, m *modState, cfg moduleConfig, replace bool) {
+	err := v.client().Install(ctx, InstallRequest{BizURL: m.url, BizName: m.name, BizVersion: m.version, Envs: cfg.env, Limits: cfg.limits, Activate: true, Replace: replace})
 	var repeat *CommandError
 	if errors.As(err, &repeat) && repeat.Code == "REPEAT_BIZ" {
 		// Already on the base: a restarted controller meeting its pods again, or a base that kept its modules
@@ -231,12 +223,18 @@ func (v *vnode) UpdatePod(ctx context.Context, pod *corev1.Pod) error {
 			continue
 		}
 		sameVersion := ch.old != nil && ch.old.owned && ch.old.version == ch.new.version
-		v.install(ctx, pod, ch.new, envs(ch.c), sameVersion)
-		if ch.old != nil && ch.old.owned && !sameVersion && ch.new.state == stateActivated {
+		if ch.old != nil && ch.old.owned && !sameVersion {
+			ch.new.prev = ch.old // uninstalled once the new one is active, here or when its config arrives
+		}
+		v.installContainer(ctx, pod, ch.c, ch.new, sameVersion)
+		if ch.new.prev != nil && ch.new.state == stateActivated {
 			if err := v.client().Uninstall(ctx, ch.old.name, ch.old.version); err != nil {
 				errs = append(errs, fmt.Errorf("pod %s: uninstall %s from base %s after upgrade: %w", key, ch.old.id(), v.name, err))
 				continue
 			}
+			v.mu.Lock()
+			ch.new.prev = nil
+			v.mu.Unlock()
 			v.release(key, ch.old)
 		}
 	}
@@ -265,6 +263,9 @@ func (v *vnode) DeletePod(ctx context.Context, pod *corev1.Pod) error {
 	for _, m := range e.mods {
 		if m.owned {
 			owned = append(owned, m)
+		}
+		if m.prev != nil { // an upgrade still waiting for its config
+			owned = append(owned, m.prev)
 		}
 	}
 	ready := v.ready
@@ -370,6 +371,9 @@ func (v *vnode) podWithStatus(e *podEntry) *corev1.Pod {
 		StartTime: &e.started,
 		QOSClass:  corev1.PodQOSBestEffort,
 	}
+	if e.pod.Status.QOSClass != "" { // set by the API server from resources, and immutable
+		st.QOSClass = e.pod.Status.QOSClass
+	}
 	if ip != "" {
 		st.HostIPs = []corev1.HostIP{{IP: ip}}
 		st.PodIPs = []corev1.PodIP{{IP: ip}}
@@ -470,6 +474,7 @@ func (v *vnode) run(ctx context.Context) {
 		}
 		if ready {
 			v.syncModules(ctx)
+			v.retryWaiting(ctx)
 		}
 		select {
 		case <-ctx.Done():
@@ -531,7 +536,7 @@ func (v *vnode) syncModules(ctx context.Context) {
 	for key, e := range v.pods {
 		dirty := false
 		for _, m := range e.mods {
-			if !m.owned || m.state == stateInstall || m.state == stateBroken || m.state == stateStopped {
+			if !m.owned || m.state == stateInstall || m.state == stateBroken || m.state == stateStopped || m.state == stateConfig {
 				continue
 			}
 			state, reason, msg := stateMissing, "ModuleNotInstalled", fmt.Sprintf("module %s is not installed on base %s", m.id(), v.name)

@@ -99,6 +99,7 @@ type InstallRequest struct {
 	Artifact []byte
 	Source   string            // where it came from, for reports
 	Env      map[string]string // configuration for the module
+	MemoryMB int               // overrides the manifest's limits.memoryMB when not 0
 	Replace  bool              // reinstall the version if it is installed (uninstall it first)
 	Activate Activation
 	// Expect, if set, must match the artifact's manifest name and version.
@@ -114,6 +115,12 @@ func (r *Registry) Install(ctx context.Context, req InstallRequest) (*Version, e
 	}
 	if req.ExpectName != "" && req.ExpectName != m.Name || req.ExpectVersion != "" && req.ExpectVersion != m.Version {
 		return nil, fmt.Errorf("%w: the request names %s:%s but the artifact is %s: fix the name or version, or leave them out", ErrInvalid, req.ExpectName, req.ExpectVersion, m.ID())
+	}
+	if req.MemoryMB != 0 {
+		m.Limits.MemoryMB = req.MemoryMB
+		if err := m.Validate(); err != nil {
+			return nil, fmt.Errorf("%w: module %s: the install's memory limit: %w", ErrInvalid, m.ID(), err)
+		}
 	}
 	rt := r.runtimes[m.Runtime]
 	if rt == nil {
@@ -145,7 +152,7 @@ func (r *Registry) Install(ctx context.Context, req InstallRequest) (*Version, e
 		r.stop(ctx, mod, old, "Replaced", "replaced by a new install of the same version")
 	}
 	sum := sha256.Sum256(req.Artifact)
-	v := &Version{Manifest: m, Digest: hex.EncodeToString(sum[:]), Source: req.Source}
+	v := &Version{Manifest: m, Digest: hex.EncodeToString(sum[:]), Source: req.Source, MemoryMB: req.MemoryMB}
 	v.set(Unresolved, "Install", "installing from "+cmp.Or(req.Source, "bytes"))
 	mod.mu.Lock()
 	mod.versions[m.Version] = v

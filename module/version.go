@@ -15,6 +15,7 @@ type Version struct {
 	Manifest *manifest.Manifest
 	Digest   string // sha256 of the artifact, hex
 	Source   string // where the artifact came from, if known
+	MemoryMB int    // the install's override of the manifest's limits.memoryMB (already in Manifest); 0 for none
 
 	mu      sync.Mutex
 	state   State

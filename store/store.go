@@ -105,11 +105,14 @@ type Module struct {
 
 // Version is one installed version.
 type Version struct {
-	Digest      string            `json:"digest"` // sha256 of the artifact, hex
-	Source      string            `json:"source,omitempty"`
-	Env         map[string]string `json:"env,omitempty"`
-	Priority    int               `json:"priority"`
-	InstalledAt time.Time         `json:"installedAt"`
+	Digest string            `json:"digest"` // sha256 of the artifact, hex
+	Source string            `json:"source,omitempty"`
+	Env    map[string]string `json:"env,omitempty"`
+	// MemoryMB is the install's override of the manifest's limits.memoryMB (a pod's resources.limits.memory);
+	// 0 for none.
+	MemoryMB    int       `json:"memoryMB,omitempty"`
+	Priority    int       `json:"priority"`
+	InstalledAt time.Time `json:"installedAt"`
 }
 
 // Modules lists every module the base should run, by name.

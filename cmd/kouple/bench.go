@@ -56,7 +56,7 @@ this binary. Modules are built from the Kouple repository: --repo, else the curr
 		cacheDir = filepath.Join(d, "kouple", "bench-wasm")
 	}
 	cmd.Flags().StringVar(&cfg.CacheDir, "cache-dir", cacheDir, "compile cache kept across runs (the uncached install uses a fresh one); empty: a new one per run")
-	cmd.Flags().StringSliceVar(&cfg.Only, "only", nil, "run only these comparisons (deploy, density, calls, serving, concurrency, churn, services)")
+	cmd.Flags().StringSliceVar(&cfg.Only, "only", nil, "run only these comparisons (deploy, density, calls, serving, concurrency, churn, services, fleet)")
 	return cmd
 }
 

@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"net/http"
@@ -27,9 +28,10 @@ func init() {
 
 func main() { sdk.Serve() }
 
-// Greeting is the text hello answers with; other modules quote it.
+// Greeting is the text hello answers with; other modules quote it. The config GREETING (a pod's env, say)
+// replaces its first word.
 func greeting() string {
-	return fmt.Sprintf("Hello from %s %s!", sdk.Name(), sdk.Version())
+	return fmt.Sprintf("%s from %s %s!", cmp.Or(sdk.Getenv("GREETING"), "Hello"), sdk.Name(), sdk.Version())
 }
 
 func greet(w http.ResponseWriter, r *http.Request) {
