@@ -35,8 +35,16 @@ type Config struct {
 	Env string
 	// BaseToken is sent as a bearer token on every agent command; none when empty.
 	BaseToken string
-	// HeartbeatTimeout: a vnode is NotReady once its base has not heartbeated for this long; default 30 s.
+	// HeartbeatTimeout: a vnode is NotReady once its base has neither heartbeated nor answered for this long;
+	// default 25 s (Koupleless: unreachable).
 	HeartbeatTimeout time.Duration
+	// DeadAfter: once its base has been silent this long, a vnode's module pods are removed so that their
+	// Deployments recreate them elsewhere; default 60 s (Koupleless: dead), at least HeartbeatTimeout.
+	DeadAfter time.Duration
+	// KubeletIP and KubeletPort: where the API server reaches this controller's kubelet API (KubeletHandler,
+	// served over TLS by the caller) for `kubectl logs`; vnodes advertise it when both are set.
+	KubeletIP   string
+	KubeletPort int
 	// SyncInterval is how often module states are read from each base; default 5 s.
 	SyncInterval time.Duration
 	// Workers reconcile pods, per vnode; default 4.
@@ -71,7 +79,8 @@ func New(cfg Config) (*Controller, error) {
 		return nil, errors.New("controller: no Kubernetes client")
 	}
 	cfg.Env = cmp.Or(cfg.Env, "dev")
-	cfg.HeartbeatTimeout = cmp.Or(cfg.HeartbeatTimeout, 30*time.Second)
+	cfg.HeartbeatTimeout = cmp.Or(cfg.HeartbeatTimeout, 25*time.Second)
+	cfg.DeadAfter = max(cmp.Or(cfg.DeadAfter, 60*time.Second), cfg.HeartbeatTimeout)
 	cfg.SyncInterval = cmp.Or(cfg.SyncInterval, 5*time.Second)
 	cfg.Workers = cmp.Or(cfg.Workers, 4)
 	cfg.ResyncPeriod = cmp.Or(cfg.ResyncPeriod, time.Minute)

@@ -41,6 +41,7 @@ type vnode struct {
 	ready      bool
 	readySince time.Time // last change of ready
 	memory     int64     // bytes the base may use, from its health; 0 when unknown
+	loss       baseLoss  // liveness beyond heartbeats; baseloss.go
 	pods       map[string]*podEntry
 	owners     map[string]string // module name:version -> key of the pod that installed it
 	notifyPod  func(*corev1.Pod)
@@ -451,7 +452,7 @@ func (v *vnode) run(ctx context.Context) {
 	var lastHealth time.Time
 	for {
 		v.mu.Lock()
-		ready := time.Since(v.lastBeat) < v.ctl.cfg.HeartbeatTimeout
+		ready := time.Since(v.lastSeen()) < v.ctl.cfg.HeartbeatTimeout
 		changed := ready != v.ready
 		v.ready = ready
 		if changed {
@@ -468,9 +469,8 @@ func (v *vnode) run(ctx context.Context) {
 			v.log.Info("vnode readiness changed", "ready", ready)
 			v.pushNode()
 		}
-		if ready {
-			v.syncModules(ctx)
-		}
+		v.syncModules(ctx) // also the liveness probe of a base that stopped heartbeating to this controller
+		v.checkDead(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -519,9 +519,15 @@ func (v *vnode) pushNode() {
 func (v *vnode) syncModules(ctx context.Context) {
 	infos, err := v.client().QueryAll(ctx)
 	if err != nil {
-		v.log.Warn("queryAllBiz", "err", err)
+		v.mu.Lock()
+		ready := v.ready
+		v.mu.Unlock()
+		if ready {
+			v.log.Warn("queryAllBiz", "err", err)
+		}
 		return
 	}
+	v.answered()
 	byID := map[string]BizInfo{}
 	for _, b := range infos {
 		byID[b.BizName+":"+b.BizVersion] = b
@@ -558,6 +564,7 @@ func (v *vnode) syncModules(ctx context.Context) {
 	for _, key := range changed {
 		v.notify(key)
 	}
+	v.reconcile(ctx, byID)
 }
 
 // buildNode is the vnode as Kubernetes sees it. Called with v.mu held.
@@ -600,7 +607,7 @@ func (v *vnode) buildNode() *corev1.Node {
 	if st.LocalHostName != "" {
 		addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeHostName, Address: st.LocalHostName})
 	}
-	return &corev1.Node{
+	n := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   v.name,
 			Labels: labels,
@@ -636,6 +643,8 @@ func (v *vnode) buildNode() *corev1.Node {
 			},
 		},
 	}
+	v.ctl.advertiseKubelet(n) // logs.go
+	return n
 }
 
 func (v *vnode) env() string {

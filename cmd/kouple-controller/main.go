@@ -35,6 +35,7 @@ type options struct {
 	burst            int
 	baseTokenSecret  string
 	heartbeatTimeout time.Duration
+	deadAfter        time.Duration
 	syncInterval     time.Duration
 	workers          int
 	logLevel         string
@@ -64,7 +65,8 @@ per container (name = module name, image = artifact URL, env BIZ_VERSION = versi
 	f.Float32Var(&o.qps, "kube-api-qps", 100, "queries per second to the API server (client-go's default 5 is too few for many pods)")
 	f.IntVar(&o.burst, "kube-api-burst", 200, "burst of queries to the API server")
 	f.StringVar(&o.baseTokenSecret, "base-token-secret", "", "NAMESPACE/NAME of a Secret whose key \"token\" the controller sends to bases' agents (none sent when empty)")
-	f.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 30*time.Second, "a vnode turns NotReady after this long without a heartbeat")
+	f.DurationVar(&o.heartbeatTimeout, "heartbeat-timeout", 25*time.Second, "a vnode turns NotReady after its base has neither heartbeated nor answered for this long")
+	f.DurationVar(&o.deadAfter, "base-dead-after", 60*time.Second, "once its base has been silent this long, a vnode's module pods (not DaemonSet pods) are deleted so that they are recreated on other bases; at least --heartbeat-timeout")
 	f.DurationVar(&o.syncInterval, "sync-interval", 5*time.Second, "how often module states are read from each base")
 	f.IntVar(&o.workers, "workers", 4, "pod workers per vnode")
 	f.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -83,6 +85,9 @@ func run(ctx context.Context, o options) error {
 	vkLevel := max(level, slog.LevelWarn)
 	vklog.L = vkslog.FromSlog(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: vkLevel})).With("component", "virtual-kubelet"))
 
+	if o.deadAfter < o.heartbeatTimeout {
+		return fmt.Errorf("--base-dead-after %v is shorter than --heartbeat-timeout %v: a base must be unreachable before it is dead", o.deadAfter, o.heartbeatTimeout)
+	}
 	heartbeatToken := os.Getenv("KOUPLE_CONTROLLER_TOKEN")
 	if heartbeatToken == "" && !controller.LoopbackOnly(o.listen) {
 		return fmt.Errorf("--listen %s reaches beyond loopback: set $KOUPLE_CONTROLLER_TOKEN, the token bases must send with their heartbeats (kouple base --controller-token)", o.listen)
@@ -105,6 +110,7 @@ func run(ctx context.Context, o options) error {
 
 	ctl, err := controller.New(controller.Config{
 		Client: client, Env: o.env, BaseToken: baseToken, HeartbeatTimeout: o.heartbeatTimeout,
+		DeadAfter:    o.deadAfter,
 		SyncInterval: o.syncInterval, Workers: o.workers, Logger: logger,
 	})
 	if err != nil {
