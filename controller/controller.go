@@ -52,6 +52,14 @@ type Config struct {
 	// ResyncPeriod of the shared pod informer; default 1 min.
 	ResyncPeriod time.Duration
 	Logger       *slog.Logger
+	// Identity names this controller in the vnodes' Leases; default <hostname>-<random>.
+	Identity string
+	// LeaseNamespace holds a Lease per vnode (kouple-owner.<vnode>) naming the controller that drives it;
+	// default kube-node-lease.
+	LeaseNamespace string
+	// LeaseDuration, RenewDeadline and RetryPeriod of the vnode Leases (client-go leader election);
+	// default 20 s, 15 s and 5 s: a dead controller's vnodes are taken over within about 25 s.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
 
 // Controller runs one virtual-kubelet node per base, all sharing one pod informer (module pods only) and one
@@ -68,7 +76,8 @@ type Controller struct {
 
 	mu      sync.Mutex
 	runCtx  context.Context
-	nodes   map[string]*vnode
+	nodes   map[string]*vnode // the vnodes this controller drives (holds the lease of)
+	claims  map[string]*claim // the vnodes it is a candidate for; lease.go
 	wg      sync.WaitGroup
 	stopped bool
 }
@@ -84,6 +93,13 @@ func New(cfg Config) (*Controller, error) {
 	cfg.SyncInterval = cmp.Or(cfg.SyncInterval, 5*time.Second)
 	cfg.Workers = cmp.Or(cfg.Workers, 4)
 	cfg.ResyncPeriod = cmp.Or(cfg.ResyncPeriod, time.Minute)
+	cfg.LeaseNamespace = cmp.Or(cfg.LeaseNamespace, corev1.NamespaceNodeLease)
+	cfg.LeaseDuration = cmp.Or(cfg.LeaseDuration, 20*time.Second)
+	cfg.RenewDeadline = cmp.Or(cfg.RenewDeadline, 15*time.Second)
+	cfg.RetryPeriod = cmp.Or(cfg.RetryPeriod, 5*time.Second)
+	if cfg.Identity == "" {
+		cfg.Identity = defaultIdentity()
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -93,6 +109,7 @@ func New(cfg Config) (*Controller, error) {
 		http:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}},
 		nodes: map[string]*vnode{},
 	}
+	c.claims = map[string]*claim{}
 	// One informer for every vnode: module pods only, whatever node; each pod controller filters by node name.
 	c.factory = informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.ResyncPeriod,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -123,7 +140,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.runCtx = ctx
 	c.mu.Unlock()
-	c.log.Info("controller running", "env", c.cfg.Env)
+	if err := c.watchVNodes(ctx); err != nil {
+		return err
+	}
+	c.log.Info("controller running", "env", c.cfg.Env, "identity", c.cfg.Identity)
 	<-ctx.Done()
 	c.mu.Lock()
 	c.stopped = true
@@ -141,8 +161,8 @@ func (c *Controller) Heartbeat(st BaseStatus) error {
 	if err := st.validate(); err != nil {
 		return err
 	}
-	env := cmp.Or(st.Env, c.cfg.Env)
-	name := NodeName(st.BaseMetadata.Identity, env)
+	st.Env = cmp.Or(st.Env, c.cfg.Env)
+	name := NodeName(st.BaseMetadata.Identity, st.Env)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.runCtx == nil || c.stopped {
@@ -152,15 +172,8 @@ func (c *Controller) Heartbeat(st BaseStatus) error {
 		v.heartbeat(st)
 		return nil
 	}
-	v := newVNode(c, name, st)
-	if st.Env == "" {
-		v.status.Env = env
-	}
-	if err := c.startVNode(c.runCtx, v); err != nil {
-		return fmt.Errorf("start vnode %s: %w", name, err)
-	}
-	c.nodes[name] = v
-	c.log.Info("base joined", "vnode", name, "agent", st.AgentURL, "gateway", st.GatewayURL)
+	// Not driven here (yet): stand for its lease; the holder, whichever controller it is, drives it.
+	c.claimVNode(name, st, nil)
 	return nil
 }
 
@@ -195,6 +208,7 @@ func (c *Controller) startVNode(ctx context.Context, v *vnode) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	c.wg.Go(func() {
+		defer close(v.stopped)
 		defer cancel()
 		done := make(chan struct{})
 		go func() { // owned: ends with pc.Run, awaited below

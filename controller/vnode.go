@@ -46,6 +46,7 @@ type vnode struct {
 	owners     map[string]string // module name:version -> key of the pod that installed it
 	notifyPod  func(*corev1.Pod)
 	notifyNode func(*corev1.Node)
+	stopped    chan struct{} // closed once the vnode's goroutines have ended (lease.go)
 }
 
 // podEntry is a pod on this vnode and the state of its modules (one per container).
@@ -72,6 +73,8 @@ func newVNode(ctl *Controller, name string, st BaseStatus) *vnode {
 		log:    ctl.log.With("vnode", name),
 		pods:   map[string]*podEntry{},
 		owners: map[string]string{},
+		// closed by startVNode's goroutine
+		stopped: make(chan struct{}),
 	}
 }
 
@@ -644,6 +647,7 @@ func (v *vnode) buildNode() *corev1.Node {
 		},
 	}
 	v.ctl.advertiseKubelet(n) // logs.go
+	recordStatus(n, st)       // lease.go
 	return n
 }
 
