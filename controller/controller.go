@@ -100,6 +100,9 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Identity == "" {
 		cfg.Identity = defaultIdentity()
 	}
+	if float64(cfg.RenewDeadline) <= 1.2*float64(cfg.RetryPeriod) || cfg.RenewDeadline >= cfg.LeaseDuration { // client-go's leader election rules
+		return nil, fmt.Errorf("controller: want lease retry period %v × 1.2 < renew deadline %v < duration %v", cfg.RetryPeriod, cfg.RenewDeadline, cfg.LeaseDuration)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}

@@ -35,26 +35,32 @@ const AnnotationBaseStatus = "kouple.io/base-status"
 
 // claim is this controller's candidacy for one vnode.
 type claim struct {
-	status BaseStatus // the latest heartbeat or the node's annotation, for when this controller wins
+	status BaseStatus   // the latest heartbeat, else the node's annotation: where the base is
+	beat   time.Time    // when this controller last received the base's heartbeat; zero if never
+	node   *corev1.Node // the vnode's node as last seen in the API, for its readiness; nil if not seen
 	cancel context.CancelFunc
-	node   *corev1.Node // the vnode's node when the claim came from the API, for its readiness
 }
 
 func leaseName(node string) string { return "kouple-owner." + node }
 
-// claimVNode makes this controller a candidate for vnode name, or updates the status of its candidacy.
-// Called with c.mu held.
+// claimVNode makes this controller a candidate for vnode name, or updates what its candidacy knows: st
+// from a heartbeat (node nil) or from the vnode's node. Called with c.mu held.
 func (c *Controller) claimVNode(name string, st BaseStatus, node *corev1.Node) {
-	if cl := c.claims[name]; cl != nil {
-		if node == nil {
-			cl.status = st
-		}
+	cl := c.claims[name]
+	if cl == nil {
+		ctx, cancel := context.WithCancel(c.runCtx)
+		cl = &claim{status: st, cancel: cancel}
+		c.claims[name] = cl
+		c.wg.Go(func() { c.elect(ctx, name) })
+	}
+	if node == nil {
+		cl.status, cl.beat = st, time.Now()
 		return
 	}
-	ctx, cancel := context.WithCancel(c.runCtx)
-	cl := &claim{status: st, cancel: cancel, node: node}
-	c.claims[name] = cl
-	c.wg.Go(func() { c.elect(ctx, name) })
+	cl.node = node
+	if cl.beat.IsZero() {
+		cl.status = st
+	}
 }
 
 // elect runs for vnode name until ctx ends: wait to hold its lease, drive it while held, and stand again
@@ -106,13 +112,12 @@ func (c *Controller) drive(ctx context.Context, name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	cl := c.claims[name]
-	if cl == nil || c.stopped {
+	if cl == nil || c.stopped || ctx.Err() != nil { // lost already: elect has stopped waiting for a vnode
 		return
 	}
 	v := newVNode(c, name, cl.status)
-	if cl.node != nil {
+	if cl.node != nil && time.Since(cl.beat) > c.cfg.HeartbeatTimeout {
 		v.takeOver(cl.node)
-		cl.node = nil
 	}
 	if err := c.startVNode(ctx, v); err != nil {
 		c.log.Error("start vnode", "vnode", name, "err", err)
