@@ -33,6 +33,21 @@ func (v *vnode) answered() {
 	v.mu.Unlock()
 }
 
+// probe syncs the base's modules. A base that is not Ready is first asked with a short timeout, so that an
+// address that does not answer at all does not hold the loop (and the dead timer) for queryAllBiz's 30 s;
+// the sync itself, which may reinstall modules, then runs without it.
+func (v *vnode) probe(ctx context.Context, ready bool) {
+	if !ready {
+		pctx, cancel := context.WithTimeout(ctx, max(v.ctl.cfg.SyncInterval, 2*time.Second))
+		_, err := v.client().QueryAll(pctx)
+		cancel()
+		if err != nil {
+			return
+		}
+	}
+	v.syncModules(ctx)
+}
+
 // checkDead removes the module pods of a base silent for DeadAfter, so that their Deployments create them
 // again on live bases: Kubernetes would not for a long time, since this controller keeps the vnode's node
 // lease fresh and the not-ready taint's default toleration is 300 s. DaemonSet pods stay (their controller

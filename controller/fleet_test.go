@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"syscall"
@@ -69,6 +70,24 @@ func TestFleet(t *testing.T) {
 		k.waitPods("app=hello", 2, "1.0.0")
 		waitGateways(t, f.bases, 2, "Hello from hello 1.0.0!")
 		f.sameUIDs(uids, "app=hello")
+
+		// Started again without its artifacts (its identity kept, its modules lost): the controller installs
+		// hello again from the pod.
+		with.kill()
+		if err := os.RemoveAll(filepath.Join(with.dataDir(), "artifacts")); err != nil {
+			t.Fatal(err)
+		}
+		with = f.restart(with)
+		eventually(t, 60*time.Second, "hello installed again on the base restarted empty", func() (bool, string) {
+			m := with.modules(t)
+			return slices.Contains(m, "hello:1.0.0"), fmt.Sprint(m)
+		})
+		k.waitPods("app=hello", 2, "1.0.0")
+		waitGateways(t, f.bases, 2, "Hello from hello 1.0.0!")
+		f.sameUIDs(uids, "app=hello")
+		if !strings.Contains(with.out.String(), "cannot restore a module version") {
+			t.Errorf("the base restored hello itself; want it started without it:\n%s", with.out)
+		}
 	})
 
 	t.Run("logs", func(t *testing.T) {
@@ -359,6 +378,15 @@ func TestBaseLossTime(t *testing.T) {
 	f.waitReadyNodes(3)
 	with, _ = f.split()
 	t.Logf("default timers: base loss to 2 pods Ready elsewhere in %v", f.loseBase(with, "app=hello", 2))
+}
+
+func (p *baseProc) dataDir() string {
+	for i, a := range p.cmd.Args {
+		if a == "--data-dir" && i+1 < len(p.cmd.Args) {
+			return p.cmd.Args[i+1]
+		}
+	}
+	return ""
 }
 
 // kill stops the base at once, as a crash would.

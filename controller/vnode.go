@@ -472,7 +472,7 @@ func (v *vnode) run(ctx context.Context) {
 			v.log.Info("vnode readiness changed", "ready", ready)
 			v.pushNode()
 		}
-		v.syncModules(ctx) // also the liveness probe of a base that stopped heartbeating to this controller
+		v.probe(ctx, ready) // baseloss.go: syncModules, also the liveness probe of a silent base
 		v.checkDead(ctx)
 		select {
 		case <-ctx.Done():
