@@ -60,31 +60,27 @@ func TestFleet(t *testing.T) {
 	})
 
 	t.Run("restart", func(t *testing.T) {
-		// A base killed and started again from its data dir keeps its pods and has its module.
-		with.kill()
-		with = f.restart(with)
-		eventually(t, 60*time.Second, "hello on the restarted base", func() (bool, string) {
-			m := with.modules(t)
-			return slices.Contains(m, "hello:1.0.0"), fmt.Sprint(m)
-		})
-		k.waitPods("app=hello", 2, "1.0.0")
-		waitGateways(t, f.bases, 2, "Hello from hello 1.0.0!")
-		f.sameUIDs(uids, "app=hello")
-
-		// Started again without its artifacts (its identity kept, its modules lost): the controller installs
-		// hello again from the pod.
-		with.kill()
-		if err := os.RemoveAll(filepath.Join(with.dataDir(), "artifacts")); err != nil {
-			t.Fatal(err)
+		// The base killed and started again holds hello, its pods unchanged: restored from its data dir,
+		// or, started without its artifacts (identity kept, modules lost), installed again by the controller.
+		restart := func(why string, lose func()) {
+			t.Helper()
+			with.kill()
+			lose()
+			with = f.restart(with)
+			eventually(t, 60*time.Second, "hello on the base restarted "+why, func() (bool, string) {
+				m := with.modules(t)
+				return slices.Contains(m, "hello:1.0.0"), fmt.Sprint(m)
+			})
+			k.waitPods("app=hello", 2, "1.0.0")
+			waitGateways(t, f.bases, 2, "Hello from hello 1.0.0!")
+			f.sameUIDs(uids, "app=hello")
 		}
-		with = f.restart(with)
-		eventually(t, 60*time.Second, "hello installed again on the base restarted empty", func() (bool, string) {
-			m := with.modules(t)
-			return slices.Contains(m, "hello:1.0.0"), fmt.Sprint(m)
+		restart("from its data dir", func() {})
+		restart("without its artifacts", func() {
+			if err := os.RemoveAll(filepath.Join(with.dataDir(), "artifacts")); err != nil {
+				t.Fatal(err)
+			}
 		})
-		k.waitPods("app=hello", 2, "1.0.0")
-		waitGateways(t, f.bases, 2, "Hello from hello 1.0.0!")
-		f.sameUIDs(uids, "app=hello")
 		if !strings.Contains(with.out.String(), "cannot restore a module version") {
 			t.Errorf("the base restored hello itself; want it started without it:\n%s", with.out)
 		}
