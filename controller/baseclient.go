@@ -59,14 +59,15 @@ func (e *CommandError) Error() string {
 	return fmt.Sprintf("%s: %s: %s", e.Command, e.Code, e.Message)
 }
 
-func (c *BaseClient) call(ctx context.Context, command string, req, out any) error {
+// post sends command with req as its JSON body; the caller closes the answer's body.
+func (c *BaseClient) post(ctx context.Context, command string, req any) (*http.Response, error) {
 	body, err := json.Marshal(req)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hr, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimSuffix(c.URL, "/")+"/"+command, bytes.NewReader(body))
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hr.Header.Set("Content-Type", "application/json")
 	if c.Token != "" {
@@ -76,7 +77,11 @@ func (c *BaseClient) call(ctx context.Context, command string, req, out any) err
 	if hc == nil {
 		hc = http.DefaultClient
 	}
-	resp, err := hc.Do(hr)
+	return hc.Do(hr)
+}
+
+func (c *BaseClient) call(ctx context.Context, command string, req, out any) error {
+	resp, err := c.post(ctx, command, req)
 	if err != nil {
 		return fmt.Errorf("%s on %s: %w", command, c.URL, err)
 	}

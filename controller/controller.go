@@ -35,8 +35,16 @@ type Config struct {
 	Env string
 	// BaseToken is sent as a bearer token on every agent command; none when empty.
 	BaseToken string
-	// HeartbeatTimeout: a vnode is NotReady once its base has not heartbeated for this long; default 30 s.
+	// HeartbeatTimeout: a vnode is NotReady once its base has neither heartbeated nor answered for this long;
+	// default 25 s (Koupleless: unreachable).
 	HeartbeatTimeout time.Duration
+	// DeadAfter: once its base has been silent this long, a vnode's module pods are removed so that their
+	// Deployments recreate them elsewhere; default 60 s (Koupleless: dead), at least HeartbeatTimeout.
+	DeadAfter time.Duration
+	// KubeletIP and KubeletPort: where the API server reaches this controller's kubelet API (KubeletHandler,
+	// served over TLS by the caller) for `kubectl logs`; vnodes advertise it when both are set.
+	KubeletIP   string
+	KubeletPort int
 	// SyncInterval is how often module states are read from each base; default 5 s.
 	SyncInterval time.Duration
 	// Workers reconcile pods, per vnode; default 4.
@@ -44,6 +52,14 @@ type Config struct {
 	// ResyncPeriod of the shared pod informer; default 1 min.
 	ResyncPeriod time.Duration
 	Logger       *slog.Logger
+	// Identity names this controller in the vnodes' Leases; default <hostname>-<random>.
+	Identity string
+	// LeaseNamespace holds a Lease per vnode (kouple-owner.<vnode>) naming the controller that drives it;
+	// default kube-node-lease.
+	LeaseNamespace string
+	// LeaseDuration, RenewDeadline and RetryPeriod of the vnode Leases (client-go leader election);
+	// default 20 s, 15 s and 5 s: a dead controller's vnodes are taken over within about 25 s.
+	LeaseDuration, RenewDeadline, RetryPeriod time.Duration
 }
 
 // Controller runs one virtual-kubelet node per base, all sharing one pod informer (module pods only) and one
@@ -60,7 +76,8 @@ type Controller struct {
 
 	mu      sync.Mutex
 	runCtx  context.Context
-	nodes   map[string]*vnode
+	nodes   map[string]*vnode // the vnodes this controller drives (holds the lease of)
+	claims  map[string]*claim // the vnodes it is a candidate for; lease.go
 	wg      sync.WaitGroup
 	stopped bool
 }
@@ -71,10 +88,21 @@ func New(cfg Config) (*Controller, error) {
 		return nil, errors.New("controller: no Kubernetes client")
 	}
 	cfg.Env = cmp.Or(cfg.Env, "dev")
-	cfg.HeartbeatTimeout = cmp.Or(cfg.HeartbeatTimeout, 30*time.Second)
+	cfg.HeartbeatTimeout = cmp.Or(cfg.HeartbeatTimeout, 25*time.Second)
+	cfg.DeadAfter = max(cmp.Or(cfg.DeadAfter, 60*time.Second), cfg.HeartbeatTimeout)
 	cfg.SyncInterval = cmp.Or(cfg.SyncInterval, 5*time.Second)
 	cfg.Workers = cmp.Or(cfg.Workers, 4)
 	cfg.ResyncPeriod = cmp.Or(cfg.ResyncPeriod, time.Minute)
+	cfg.LeaseNamespace = cmp.Or(cfg.LeaseNamespace, corev1.NamespaceNodeLease)
+	cfg.LeaseDuration = cmp.Or(cfg.LeaseDuration, 20*time.Second)
+	cfg.RenewDeadline = cmp.Or(cfg.RenewDeadline, 15*time.Second)
+	cfg.RetryPeriod = cmp.Or(cfg.RetryPeriod, 5*time.Second)
+	if cfg.Identity == "" {
+		cfg.Identity = defaultIdentity()
+	}
+	if float64(cfg.RenewDeadline) <= 1.2*float64(cfg.RetryPeriod) || cfg.RenewDeadline >= cfg.LeaseDuration { // client-go's leader election rules
+		return nil, fmt.Errorf("controller: want lease retry period %v × 1.2 < renew deadline %v < duration %v", cfg.RetryPeriod, cfg.RenewDeadline, cfg.LeaseDuration)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -84,6 +112,7 @@ func New(cfg Config) (*Controller, error) {
 		http:  &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}},
 		nodes: map[string]*vnode{},
 	}
+	c.claims = map[string]*claim{}
 	// One informer for every vnode: module pods only, whatever node; each pod controller filters by node name.
 	c.factory = informers.NewSharedInformerFactoryWithOptions(cfg.Client, cfg.ResyncPeriod,
 		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
@@ -114,7 +143,10 @@ func (c *Controller) Run(ctx context.Context) error {
 	c.mu.Lock()
 	c.runCtx = ctx
 	c.mu.Unlock()
-	c.log.Info("controller running", "env", c.cfg.Env)
+	if err := c.watchVNodes(ctx); err != nil {
+		return err
+	}
+	c.log.Info("controller running", "env", c.cfg.Env, "identity", c.cfg.Identity)
 	<-ctx.Done()
 	c.mu.Lock()
 	c.stopped = true
@@ -132,8 +164,8 @@ func (c *Controller) Heartbeat(st BaseStatus) error {
 	if err := st.validate(); err != nil {
 		return err
 	}
-	env := cmp.Or(st.Env, c.cfg.Env)
-	name := NodeName(st.BaseMetadata.Identity, env)
+	st.Env = cmp.Or(st.Env, c.cfg.Env)
+	name := NodeName(st.BaseMetadata.Identity, st.Env)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.runCtx == nil || c.stopped {
@@ -143,15 +175,8 @@ func (c *Controller) Heartbeat(st BaseStatus) error {
 		v.heartbeat(st)
 		return nil
 	}
-	v := newVNode(c, name, st)
-	if st.Env == "" {
-		v.status.Env = env
-	}
-	if err := c.startVNode(c.runCtx, v); err != nil {
-		return fmt.Errorf("start vnode %s: %w", name, err)
-	}
-	c.nodes[name] = v
-	c.log.Info("base joined", "vnode", name, "agent", st.AgentURL, "gateway", st.GatewayURL)
+	// Not driven here (yet): stand for its lease; the holder, whichever controller it is, drives it.
+	c.claimVNode(name, st, nil)
 	return nil
 }
 
@@ -186,6 +211,7 @@ func (c *Controller) startVNode(ctx context.Context, v *vnode) error {
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	c.wg.Go(func() {
+		defer close(v.stopped)
 		defer cancel()
 		done := make(chan struct{})
 		go func() { // owned: ends with pc.Run, awaited below

@@ -344,8 +344,8 @@ func podTemplate(app, url, version string) string {
 }
 
 func moduleName(app string) string {
-	if app == "broken" {
-		return "broken"
+	if app == "broken" || app == "greeter" {
+		return app
 	}
 	return "hello"
 }

@@ -42,10 +42,12 @@ type vnode struct {
 	ready      bool
 	readySince time.Time // last change of ready
 	memory     int64     // bytes the base may use, from its health; 0 when unknown
+	loss       baseLoss  // liveness beyond heartbeats; baseloss.go
 	pods       map[string]*podEntry
 	owners     map[string]string // module name:version -> key of the pod that installed it
 	notifyPod  func(*corev1.Pod)
 	notifyNode func(*corev1.Node)
+	stopped    chan struct{} // closed once the vnode's goroutines have ended (lease.go)
 }
 
 // podEntry is a pod on this vnode and the state of its modules (one per container).
@@ -74,6 +76,8 @@ func newVNode(ctl *Controller, name string, st BaseStatus) *vnode {
 		log:    ctl.log.With("vnode", name),
 		pods:   map[string]*podEntry{},
 		owners: map[string]string{},
+		// closed by startVNode's goroutine
+		stopped: make(chan struct{}),
 	}
 }
 
@@ -455,7 +459,7 @@ func (v *vnode) run(ctx context.Context) {
 	var lastHealth time.Time
 	for {
 		v.mu.Lock()
-		ready := time.Since(v.lastBeat) < v.ctl.cfg.HeartbeatTimeout
+		ready := time.Since(v.lastSeen()) < v.ctl.cfg.HeartbeatTimeout
 		changed := ready != v.ready
 		v.ready = ready
 		if changed {
@@ -472,10 +476,11 @@ func (v *vnode) run(ctx context.Context) {
 			v.log.Info("vnode readiness changed", "ready", ready)
 			v.pushNode()
 		}
+		v.probe(ctx, ready) // baseloss.go: syncModules, also the liveness probe of a silent base
 		if ready {
-			v.syncModules(ctx)
-			v.retryWaiting(ctx)
+			v.retryWaiting(ctx) // podconfig.go: pods waiting for a ConfigMap or Secret
 		}
+		v.checkDead(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -524,9 +529,15 @@ func (v *vnode) pushNode() {
 func (v *vnode) syncModules(ctx context.Context) {
 	infos, err := v.client().QueryAll(ctx)
 	if err != nil {
-		v.log.Warn("queryAllBiz", "err", err)
+		v.mu.Lock()
+		ready := v.ready
+		v.mu.Unlock()
+		if ready {
+			v.log.Warn("queryAllBiz", "err", err)
+		}
 		return
 	}
+	v.answered()
 	byID := map[string]BizInfo{}
 	for _, b := range infos {
 		byID[b.BizName+":"+b.BizVersion] = b
@@ -563,6 +574,7 @@ func (v *vnode) syncModules(ctx context.Context) {
 	for _, key := range changed {
 		v.notify(key)
 	}
+	v.reconcile(ctx, byID)
 }
 
 // buildNode is the vnode as Kubernetes sees it. Called with v.mu held.
@@ -605,7 +617,7 @@ func (v *vnode) buildNode() *corev1.Node {
 	if st.LocalHostName != "" {
 		addrs = append(addrs, corev1.NodeAddress{Type: corev1.NodeHostName, Address: st.LocalHostName})
 	}
-	return &corev1.Node{
+	n := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:   v.name,
 			Labels: labels,
@@ -641,6 +653,9 @@ func (v *vnode) buildNode() *corev1.Node {
 			},
 		},
 	}
+	v.ctl.advertiseKubelet(n) // logs.go
+	recordStatus(n, st)       // lease.go
+	return n
 }
 
 func (v *vnode) env() string {

@@ -14,6 +14,8 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
 	"k8s.io/client-go/tools/record"
 )
 
@@ -72,6 +74,8 @@ func testVNode(t *testing.T) (*vnode, *fakeAgent, *record.FakeRecorder, chan *co
 	ctl := &Controller{
 		cfg: Config{Env: "dev", BaseToken: "s3cret", HeartbeatTimeout: time.Minute, SyncInterval: time.Second},
 		log: slog.New(slog.NewTextHandler(t.Output(), nil)), http: srv.Client(), recorder: rec,
+		// An informer that is never started: the vnode's pods are the ones the tests hand it.
+		pods: informers.NewSharedInformerFactory(fake.NewClientset(), 0).Core().V1().Pods(),
 	}
 	st := BaseStatus{BaseMetadata: BaseMetadata{Identity: "abc", Name: "kouple-base", Version: "1.0.0", ClusterName: "default"},
 		LocalIP: "127.0.0.1", AgentURL: srv.URL, Env: "dev"}
@@ -151,12 +155,16 @@ func TestVNodePodLifecycle(t *testing.T) {
 		t.Fatalf("after upgrade: %v", agent.mods)
 	}
 
-	// The base losing the module shows in the pod.
+	// The base losing the module (restarted empty) gets it back from the pod, which stays as it is.
 	delete(agent.mods, "hello:2.0.0")
+	installs := strings.Count(strings.Join(agent.commands, ","), "installBiz hello:2.0.0")
 	v.syncModules(ctx)
 	got, _ = v.GetPod(ctx, "default", "a")
-	if w := waiting(got); w == nil || w.Reason != "ModuleNotInstalled" {
-		t.Fatalf("pod a after the module vanished: %+v", got.Status.ContainerStatuses)
+	if agent.mods["hello:2.0.0"] != "ACTIVATED" || got.Status.Phase != corev1.PodRunning {
+		t.Fatalf("pod a after the module vanished: %v %+v", agent.mods, got.Status.ContainerStatuses)
+	}
+	if n := strings.Count(strings.Join(agent.commands, ","), "installBiz hello:2.0.0"); n != installs+1 {
+		t.Fatalf("%d installs of hello:2.0.0 after it vanished, want %d: %v", n, installs+1, agent.commands)
 	}
 	agent.mods["hello:2.0.0"] = "DEACTIVATED"
 	v.syncModules(ctx)
@@ -269,5 +277,23 @@ func TestVNodeAdoptsInstalledModule(t *testing.T) {
 	got, _ := v.GetPod(context.Background(), "default", "a")
 	if got.Status.Phase != corev1.PodRunning {
 		t.Fatalf("pod a: %+v", got.Status.ContainerStatuses)
+	}
+}
+
+// A module on the base that no pod asks for is uninstalled; the pods' own modules stay.
+func TestVNodeUninstallsOrphans(t *testing.T) {
+	v, agent, _, _ := testVNode(t)
+	ctx := context.Background()
+	if err := v.CreatePod(ctx, modulePod("a", "hello", "file:///hello-1.wasm", "1.0.0")); err != nil {
+		t.Fatal(err)
+	}
+	agent.mu.Lock()
+	agent.mods["stray:1.0.0"] = "ACTIVATED"
+	agent.mu.Unlock()
+	v.syncModules(ctx)
+	agent.mu.Lock()
+	defer agent.mu.Unlock()
+	if _, ok := agent.mods["stray:1.0.0"]; ok || agent.mods["hello:1.0.0"] != "ACTIVATED" {
+		t.Fatalf("after sync: %v (commands %v)", agent.mods, agent.commands)
 	}
 }

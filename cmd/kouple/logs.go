@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"net/http"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -125,41 +123,5 @@ func (c *client) follow(cmd *cobra.Command, req agent.LogsRequest, print func(ob
 
 // formatRecord is a record as one line: TIME LEVEL module@version [request] message k=v ...
 func formatRecord(r observe.Record) string {
-	var b strings.Builder
-	b.WriteString(r.Time.Local().Format("15:04:05.000"))
-	fmt.Fprintf(&b, " %-5s ", r.Level)
-	if r.Module == "" {
-		b.WriteString("base")
-	} else {
-		b.WriteString(r.Module + "@" + r.Version)
-	}
-	if r.RequestID != "" {
-		b.WriteString(" [" + r.RequestID + "]")
-	}
-	b.WriteString(" " + r.Message)
-	for _, k := range slices.Sorted(maps.Keys(r.Attrs)) {
-		fmt.Fprintf(&b, " %s=%s", k, formatValue(r.Attrs[k]))
-	}
-	if r.TraceID != "" {
-		b.WriteString(" trace=" + r.TraceID)
-	}
-	return b.String()
-}
-
-func formatValue(v any) string {
-	var s string
-	switch v := v.(type) {
-	case string:
-		s = v
-	default:
-		raw, err := json.Marshal(v)
-		if err != nil {
-			return fmt.Sprint(v)
-		}
-		s = string(raw)
-	}
-	if s == "" || strings.ContainsAny(s, " \t\n\"=") {
-		return fmt.Sprintf("%q", s)
-	}
-	return s
+	return r.Time.Local().Format("15:04:05.000") + " " + r.Line()
 }
