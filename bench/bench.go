@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/kouple/kouple/artifact"
 )
 
 // Config is one bench run.
@@ -21,7 +23,8 @@ type Config struct {
 	Exe string
 	// Repo is the Kouple repository, where examples/ and bench/testdata/ are built from.
 	Repo string
-	// Only, when not empty, runs just these comparisons (deploy, density, calls, serving, concurrency, churn).
+	// Only, when not empty, runs just these comparisons (deploy, density, calls, serving, concurrency, churn,
+	// guard).
 	Only []string
 	// Sizes, when set, replace the suite's counts (used by the test to run the plumbing small).
 	Sizes *Sizes
@@ -43,16 +46,17 @@ type Sizes struct {
 	Waits          int           // concurrent waiting requests
 	WaitMS         int
 	Churn          int // install/uninstall cycles
+	GuardTrials    int // timed /compute requests, and /spin requests stopped past their budget
 }
 
 // QuickSizes and FullSizes are the suites of `kouple bench --quick` and `kouple bench`.
 var (
-	QuickSizes = Sizes{DeployTrials: 5, UncachedTrials: 1, Density: []int{5, 10}, Calls: 1000, ServeFor: 2 * time.Second, Waits: 100, WaitMS: 50, Churn: 100}
-	FullSizes  = Sizes{DeployTrials: 10, UncachedTrials: 3, Density: []int{10, 50}, Calls: 20000, ServeFor: 5 * time.Second, Waits: 100, WaitMS: 50, Churn: 1000}
+	QuickSizes = Sizes{DeployTrials: 5, UncachedTrials: 1, Density: []int{5, 10}, Calls: 1000, ServeFor: 2 * time.Second, Waits: 100, WaitMS: 50, Churn: 100, GuardTrials: 5}
+	FullSizes  = Sizes{DeployTrials: 10, UncachedTrials: 3, Density: []int{10, 50}, Calls: 20000, ServeFor: 5 * time.Second, Waits: 100, WaitMS: 50, Churn: 1000, GuardTrials: 10}
 )
 
 // Runtimes are the module runtimes every comparison runs for: each that exists.
-var Runtimes = []string{"wasm"}
+var Runtimes = []string{"wasm", "native"}
 
 // Row is one line of the table.
 type Row struct {
@@ -89,6 +93,9 @@ type runner struct {
 	helloBytes []byte
 	helloBin   string
 	cacheDir   string // the warm compile cache
+
+	baseInfo     *artifact.BuildInfo // how cfg.Exe was built, for native modules
+	nativeHellos []*artifactFile     // hello's native builds so far, one version each
 }
 
 func (r *runner) cleanup(f func()) {
@@ -120,6 +127,7 @@ var comparisons = []comparison{
 	{"serving", (*runner).serving},
 	{"concurrency", (*runner).concurrency},
 	{"churn", (*runner).churn},
+	{"guard", (*runner).guard},
 	{"fleet", (*runner).fleet},
 }
 

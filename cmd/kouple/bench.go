@@ -20,7 +20,7 @@ func benchCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Compare Kouple with real baselines: deploy, density, calls, serving, concurrency, churn",
+		Short: "Compare Kouple with real baselines: deploy, density, calls, serving, concurrency, churn, guard",
 		Long: `Run each comparison against a baseline run in the same invocation — the same example service built natively
 and run as its own process, loopback HTTP and gRPC between two processes, an Extism host calling a plugin — print
 the table and write table.md and chart.png to --out. The base and the load generator run as child processes of
@@ -56,7 +56,7 @@ this binary. Modules are built from the Kouple repository: --repo, else the curr
 		cacheDir = filepath.Join(d, "kouple", "bench-wasm")
 	}
 	cmd.Flags().StringVar(&cfg.CacheDir, "cache-dir", cacheDir, "compile cache kept across runs (the uncached install uses a fresh one); empty: a new one per run")
-	cmd.Flags().StringSliceVar(&cfg.Only, "only", nil, "run only these comparisons (deploy, density, calls, serving, concurrency, churn)")
+	cmd.Flags().StringSliceVar(&cfg.Only, "only", nil, "run only these comparisons (deploy, density, calls, serving, concurrency, churn, guard)")
 	return cmd
 }
 
