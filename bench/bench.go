@@ -33,7 +33,9 @@ type Config struct {
 	// reproducibly). Empty means a new one in the run's temporary directory. Uncached installs always use a
 	// new, empty one.
 	CacheDir string
-	Log      io.Writer
+	// PluginCache, when not empty, keeps native builds across runs, for the same base binary (see pluginCache).
+	PluginCache string
+	Log         io.Writer
 }
 
 // Sizes are the counts of a suite.
@@ -95,6 +97,7 @@ type runner struct {
 	cacheDir   string // the warm compile cache
 
 	baseInfo     *artifact.BuildInfo // how cfg.Exe was built, for native modules
+	plugins      *pluginCache        // nil: every native module is built anew
 	nativeHellos []*artifactFile     // hello's native builds so far, one version each
 }
 

@@ -30,9 +30,10 @@ func TestRunSmall(t *testing.T) {
 	}
 	var log bytes.Buffer
 	rep, err := bench.Run(context.Background(), bench.Config{
-		Exe:      exe,
-		Repo:     moduletest.Root(),
-		CacheDir: moduletest.CacheDir(),
+		Exe:         exe,
+		Repo:        moduletest.Root(),
+		CacheDir:    moduletest.CacheDir(),
+		PluginCache: t.TempDir(),
 		Sizes: &bench.Sizes{DeployTrials: 1, Density: []int{1}, Calls: 10, ServeFor: 200 * time.Millisecond,
 			Waits: 5, WaitMS: 10, Churn: 2, GuardTrials: 1},
 		Log: &log,

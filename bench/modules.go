@@ -191,10 +191,22 @@ func (r *runner) buildPlugin(ctx context.Context, dir, version string) (*artifac
 		return nil, nil, err
 	}
 	out := filepath.Join(r.tmp, "artifacts", strings.ReplaceAll(dir, "/", "_")+"-"+version+".so")
+	if r.plugins != nil {
+		if out, err = r.plugins.path(filepath.Join(r.cfg.Repo, dir), version); err != nil {
+			return nil, nil, err
+		}
+		if data, err := os.ReadFile(out); err == nil {
+			if info, err := artifact.ReadPlugin(data); err == nil {
+				m := info.Manifest
+				return &artifactFile{path: out, name: m.Name, version: m.Version, contextPath: m.ContextPath}, data, nil
+			}
+		}
+	}
 	return r.build(ctx, dir, builder.Options{Runtime: manifest.RuntimeNative, Version: version, Out: out, Base: bi})
 }
 
-// baseBuildInfo asks a base how it was built, once per run. The first call is not concurrent with others.
+// baseBuildInfo asks a base how it was built, once per run, and opens the plugin cache. The first call is not
+// concurrent with others.
 func (r *runner) baseBuildInfo(ctx context.Context) (*artifact.BuildInfo, error) {
 	if r.baseInfo != nil {
 		return r.baseInfo, nil
@@ -206,6 +218,11 @@ func (r *runner) baseBuildInfo(ctx context.Context) (*artifact.BuildInfo, error)
 	defer b.stop()
 	if r.baseInfo, err = b.buildInfo(); err != nil {
 		return nil, err
+	}
+	if r.cfg.PluginCache != "" {
+		if r.plugins, err = openPluginCache(r.cfg.PluginCache, r.cfg.Exe); err != nil {
+			return nil, err
+		}
 	}
 	return r.baseInfo, nil
 }
