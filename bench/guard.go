@@ -14,15 +14,15 @@ import (
 
 // The guard comparison's workloads.
 const (
-	computeN      = 10_000_000 // runaway's /compute rounds timed for the overhead: ~0.1 s
-	burstN        = 30_000_000 // rounds of each burst beside hello: ~0.3 s without waiting
+	computeN      = 30_000_000 // rounds of runaway's /compute, timed for the overhead and run in bursts beside hello: ~0.3 s without waiting
 	tightBudget   = 100 * time.Millisecond
 	notesCount    = 20 // notes listed by GET /notes/items, the JSON workload
 	neighbourLoad = 2 * time.Second
 )
 
 // guard: what the fuel guard (issue 11) costs and buys, in a guarded base against one started with
-// --no-guard: runaway's /compute and hello's and notes' handlers per request; hello's p99 while runaway
+// --no-guard: the base's CPU time per request of runaway's /compute and of hello's and notes' handlers (CPU
+// time, not wall time, so that a machine shared with other work does not decide); hello's p99 while runaway
 // computes in back-to-back bursts; and how long past its CPU budget a spinning runaway is stopped (guarded
 // only: without the guard it never is). Native modules have no guard: Go's scheduler preempts them, and
 // nothing stops one that spins.
@@ -69,15 +69,16 @@ func (r *runner) guard(ctx context.Context, rt string) error {
 	}
 	g, u := sides[0], sides[1]
 	overhead := func(metric string, gd, ud time.Duration) {
+		metric += ", base CPU time per request"
 		x := ratio(gd, ud)
 		r.add(Row{Comparison: cmp, Metric: metric, Kouple: ms(gd), Baseline: ms(ud) + " without the guard",
 			Ratio: x, Target: "≤ 1.3x", Status: metIf(x <= 1.3)})
 	}
-	overhead(fmt.Sprintf("runaway /compute (%d M rounds, median of %d)", computeN/1_000_000, r.sizes.GuardTrials), g.compute, u.compute)
-	overhead("hello / (HTTP handler), time per request at c=1", perRequest(g.hello), perRequest(u.hello))
-	overhead(fmt.Sprintf("notes /items (JSON, %d notes), time per request at c=1", notesCount), perRequest(g.notes), perRequest(u.notes))
+	overhead(fmt.Sprintf("runaway /compute (%d M rounds, %d requests)", computeN/1_000_000, r.sizes.GuardTrials), g.compute, u.compute)
+	overhead("hello / (HTTP handler, c=1)", g.hello, u.hello)
+	overhead(fmt.Sprintf("notes /items (JSON, %d notes, c=1)", notesCount), g.notes, u.notes)
 	gp, up := time.Duration(g.neighbour.P99us*1e3), time.Duration(u.neighbour.P99us*1e3)
-	r.add(Row{Comparison: cmp, Metric: fmt.Sprintf("hello p99 (c=1) while runaway computes in back-to-back %d M-round bursts", burstN/1_000_000),
+	r.add(Row{Comparison: cmp, Metric: fmt.Sprintf("hello p99 (c=1) while runaway computes in back-to-back %d M-round bursts", computeN/1_000_000),
 		Kouple: ms(gp), Baseline: ms(up) + " without the guard", Ratio: ratio(gp, up), Target: "≤ 5 ms", Status: metIf(gp <= 5*time.Millisecond)})
 	if len(stops) > 0 {
 		med := median(stops)
@@ -90,9 +91,8 @@ func (r *runner) guard(ctx context.Context, rt string) error {
 
 // guardSide is what one base (guarded or not) measured.
 type guardSide struct {
-	compute      time.Duration
-	hello, notes LoadResult
-	neighbour    LoadResult
+	compute, hello, notes time.Duration // the base's CPU time per request
+	neighbour             LoadResult
 }
 
 func (r *runner) guardSide(ctx context.Context, b *baseProc, runaway, notes *artifactFile) (guardSide, error) {
@@ -118,20 +118,24 @@ func (r *runner) guardSide(ctx context.Context, b *baseProc, runaway, notes *art
 	if _, err := get(client, computeURL); err != nil { // warm
 		return s, err
 	}
-	var took []time.Duration
+	cpu0, err := readCPU(b.pid())
+	if err != nil {
+		return s, err
+	}
 	for range r.sizes.GuardTrials {
-		began := time.Now()
 		if _, err := get(client, computeURL); err != nil {
 			return s, err
 		}
-		took = append(took, time.Since(began))
 	}
-	s.compute = median(took)
-	var err error
-	if s.hello, err = r.load(ctx, b.gateway+r.helloWasm.contextPath+"/", 1, r.sizes.ServeFor); err != nil {
+	cpu1, err := readCPU(b.pid())
+	if err != nil {
 		return s, err
 	}
-	if s.notes, err = r.load(ctx, b.gateway+notes.contextPath+"/items", 1, r.sizes.ServeFor); err != nil {
+	s.compute = (cpu1 - cpu0) / time.Duration(max(r.sizes.GuardTrials, 1))
+	if s.hello, err = r.cpuPerRequest(ctx, b, r.helloWasm.contextPath+"/"); err != nil {
+		return s, err
+	}
+	if s.notes, err = r.cpuPerRequest(ctx, b, notes.contextPath+"/items"); err != nil {
 		return s, err
 	}
 	// The neighbour: hello under load while runaway computes in bursts, one after the other, never waiting.
@@ -140,7 +144,7 @@ func (r *runner) guardSide(ctx context.Context, b *baseProc, runaway, notes *art
 	var bursts sync.WaitGroup
 	burstErr := make(chan error, 1)
 	bursts.Go(func() {
-		url := fmt.Sprintf("%s%s/compute?n=%d", b.gateway, runaway.contextPath, burstN)
+		url := fmt.Sprintf("%s%s/compute?n=%d", b.gateway, runaway.contextPath, computeN)
 		for {
 			select {
 			case <-stop:
@@ -196,10 +200,20 @@ func (r *runner) spinStops(b *baseProc, tight *artifactFile) ([]time.Duration, e
 	return over, nil
 }
 
-// perRequest is the mean time per request of a load at concurrency 1.
-func perRequest(l LoadResult) time.Duration {
-	if l.RPS == 0 {
-		return 0
+// cpuPerRequest loads path on the base at concurrency 1 for ServeFor and answers the base's CPU time per
+// request.
+func (r *runner) cpuPerRequest(ctx context.Context, b *baseProc, path string) (time.Duration, error) {
+	before, err := readCPU(b.pid())
+	if err != nil {
+		return 0, err
 	}
-	return time.Duration(float64(time.Second) / l.RPS)
+	l, err := r.load(ctx, b.gateway+path, 1, r.sizes.ServeFor)
+	if err != nil {
+		return 0, err
+	}
+	after, err := readCPU(b.pid())
+	if err != nil {
+		return 0, err
+	}
+	return (after - before) / time.Duration(l.Requests), nil
 }
