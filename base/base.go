@@ -89,7 +89,10 @@ type Config struct {
 	ControllerURL     string
 	ControllerToken   string
 	HeartbeatInterval time.Duration
-	Logger            *slog.Logger
+	// NoGuard loads wasm modules without the fuel guard (wasm.Config.NoGuard): a computing module then stalls
+	// the whole base and cannot be stopped. Only for measuring what the guard costs and buys (kouple bench).
+	NoGuard bool
+	Logger  *slog.Logger
 }
 
 // DefaultDataDir is the data dir used when none is given: $HOME/.kouple/base.
@@ -182,10 +185,13 @@ func New(cfg Config) (*Base, error) {
 	if ownCache {
 		cfg.CacheDir = filepath.Join(cfg.DataDir, "cache", "wasm")
 	}
-	w, err := wasm.New(wasm.Config{CacheDir: cfg.CacheDir, Logger: cfg.Logger})
+	w, err := wasm.New(wasm.Config{CacheDir: cfg.CacheDir, NoGuard: cfg.NoGuard, Logger: cfg.Logger})
 	if err != nil {
 		st.Close()
 		return nil, err
+	}
+	if cfg.NoGuard {
+		cfg.Logger.Warn("wasm modules load without the fuel guard: a module that computes stalls the whole base (a benchmarking setting)")
 	}
 	b := &Base{
 		cfg:      cfg,

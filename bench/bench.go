@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/kouple/kouple/artifact"
 )
 
 // Config is one bench run.
@@ -22,7 +24,7 @@ type Config struct {
 	// Repo is the Kouple repository, where examples/ and bench/testdata/ are built from.
 	Repo string
 	// Only, when not empty, runs just these comparisons (deploy, density, calls, serving, concurrency, churn,
-	// fleet).
+	// services, guard, fleet).
 	Only []string
 	// Sizes, when set, replace the suite's counts (used by the test to run the plumbing small).
 	Sizes *Sizes
@@ -31,7 +33,9 @@ type Config struct {
 	// reproducibly). Empty means a new one in the run's temporary directory. Uncached installs always use a
 	// new, empty one.
 	CacheDir string
-	Log      io.Writer
+	// PluginCache, when not empty, keeps native builds across runs, for the same base binary (see pluginCache).
+	PluginCache string
+	Log         io.Writer
 }
 
 // Sizes are the counts of a suite.
@@ -46,16 +50,17 @@ type Sizes struct {
 	Churn          int // install/uninstall cycles
 	// FleetPods module pods over FleetBases bases under one kouple-controller (fleet.go); 0 skips it.
 	FleetBases, FleetPods int
+	GuardTrials           int // timed /compute requests, and /spin requests stopped past their budget
 }
 
 // QuickSizes and FullSizes are the suites of `kouple bench --quick` and `kouple bench`.
 var (
-	QuickSizes = Sizes{DeployTrials: 5, UncachedTrials: 1, Density: []int{5, 10}, Calls: 1000, ServeFor: 2 * time.Second, Waits: 100, WaitMS: 50, Churn: 100, FleetBases: 4, FleetPods: 40}
-	FullSizes  = Sizes{DeployTrials: 10, UncachedTrials: 3, Density: []int{10, 50}, Calls: 20000, ServeFor: 5 * time.Second, Waits: 100, WaitMS: 50, Churn: 1000, FleetBases: 20, FleetPods: 500}
+	QuickSizes = Sizes{DeployTrials: 5, UncachedTrials: 1, Density: []int{5, 10}, Calls: 1000, ServeFor: 2 * time.Second, Waits: 100, WaitMS: 50, Churn: 100, GuardTrials: 5, FleetBases: 4, FleetPods: 40}
+	FullSizes  = Sizes{DeployTrials: 10, UncachedTrials: 3, Density: []int{10, 50}, Calls: 20000, ServeFor: 5 * time.Second, Waits: 100, WaitMS: 50, Churn: 1000, GuardTrials: 10, FleetBases: 20, FleetPods: 500}
 )
 
 // Runtimes are the module runtimes every comparison runs for: each that exists.
-var Runtimes = []string{"wasm"}
+var Runtimes = []string{"wasm", "native"}
 
 // Row is one line of the table.
 type Row struct {
@@ -92,6 +97,10 @@ type runner struct {
 	helloBytes []byte
 	helloBin   string
 	cacheDir   string // the warm compile cache
+
+	baseInfo     *artifact.BuildInfo // how cfg.Exe was built, for native modules
+	plugins      *pluginCache        // nil: every native module is built anew
+	nativeHellos []*artifactFile     // hello's native builds so far, one version each
 }
 
 func (r *runner) cleanup(f func()) {
@@ -124,6 +133,7 @@ var comparisons = []comparison{
 	{"concurrency", (*runner).concurrency},
 	{"churn", (*runner).churn},
 	{"services", (*runner).services},
+	{"guard", (*runner).guard},
 	{"fleet", (*runner).fleet},
 }
 

@@ -30,11 +30,12 @@ func TestRunSmall(t *testing.T) {
 	}
 	var log bytes.Buffer
 	rep, err := bench.Run(context.Background(), bench.Config{
-		Exe:      exe,
-		Repo:     moduletest.Root(),
-		CacheDir: moduletest.CacheDir(),
+		Exe:         exe,
+		Repo:        moduletest.Root(),
+		CacheDir:    moduletest.CacheDir(),
+		PluginCache: t.TempDir(),
 		Sizes: &bench.Sizes{DeployTrials: 1, Density: []int{1}, Calls: 10, ServeFor: 200 * time.Millisecond,
-			Waits: 5, WaitMS: 10, Churn: 2},
+			Waits: 5, WaitMS: 10, Churn: 2, GuardTrials: 1},
 		Log: &log,
 	})
 	if err != nil {
@@ -43,18 +44,29 @@ func TestRunSmall(t *testing.T) {
 	if len(rep.Failures) > 0 {
 		t.Fatalf("failures: %v\n%s", rep.Failures, log.String())
 	}
+	// Every comparison ran for every runtime (fleet aside: its rows name none).
 	seen := map[string]bool{}
 	for _, row := range rep.Rows {
-		seen[strings.Fields(row.Comparison)[0]] = true
+		f := strings.Fields(row.Comparison)
+		seen[f[0]] = true
+		if len(f) > 1 {
+			seen[f[0]+" "+strings.TrimSuffix(f[1], ",")] = true
+		}
 	}
-	for _, want := range []string{"deploy", "density", "calls", "serving", "concurrency", "churn", "fleet"} {
+	for _, want := range []string{"deploy", "density", "calls", "serving", "concurrency", "churn", "guard", "fleet"} {
 		if !seen[want] {
 			t.Errorf("no %s row", want)
+		}
+		for _, rt := range bench.Runtimes {
+			if want != "fleet" && !seen[want+" ("+rt+")"] {
+				t.Errorf("no %s (%s) row", want, rt)
+			}
 		}
 	}
 	var text bytes.Buffer
 	rep.WriteText(&text)
-	for _, want := range []string{"gRPC between two processes", "Extism", "not measured: no fleet in this suite", "≥ 0.4x native"} {
+	for _, want := range []string{"gRPC between two processes", "Extism", "not measured: no fleet in this suite", "≥ 0.4x native",
+		"≥ 0.9x native", "≥ 100x faster than loopback HTTP", "≤ 20 ms", "≤ 0.3x a process", "without the guard", "past its 100 ms CPU budget"} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("table lacks %q:\n%s", want, text.String())
 		}

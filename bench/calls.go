@@ -10,25 +10,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/kouple/kouple/manifest"
 )
 
 // calls: a module-to-module round trip in one base (ping calls pong's echo, timed inside ping) against the same
 // echo over loopback HTTP keep-alive to the service as its own process, gRPC between two processes, and an
 // Extism host calling a plugin.
 func (r *runner) calls(ctx context.Context, rt string) error {
-	_, callerBytes, err := r.buildWasm(ctx, "bench/testdata/caller")
-	if err != nil {
-		return err
-	}
-	ping, err := r.variant(callerBytes, func(m *manifest.Manifest) {})
-	if err != nil {
-		return err
-	}
-	pong, err := r.variant(callerBytes, func(m *manifest.Manifest) {
-		m.Name, m.ContextPath, m.Config["PEER"] = "pong", "/pong", "ping"
-	})
+	ping, pong, err := r.callers(ctx, rt)
 	if err != nil {
 		return err
 	}
@@ -62,12 +50,16 @@ func (r *runner) calls(ctx context.Context, rt string) error {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}, Timeout: 5 * time.Minute}
 	defer client.CloseIdleConnections()
 	n := r.sizes.Calls
+	modCalls := n
+	if rt != "wasm" {
+		modCalls = 10 * n // microseconds each: more of them, so a batch outlasts a scheduler tick
+	}
 	for _, size := range []int{8, 4096} {
 		// Warm up each path, then time n calls.
 		if _, err := r.moduleCalls(client, b, 100, size); err != nil {
 			return err
 		}
-		wasm, err := r.moduleCalls(client, b, n, size)
+		mod, err := batches(modCalls, func(k int) (time.Duration, error) { return r.moduleCalls(client, b, k, size) })
 		if err != nil {
 			return err
 		}
@@ -77,25 +69,29 @@ func (r *runner) calls(ctx context.Context, rt string) error {
 			return err
 		}
 		cmp := fmt.Sprintf("calls (%s), %s payload", rt, sizeName(size))
-		r.add(Row{Comparison: cmp, Metric: "module-to-module round trip vs loopback HTTP keep-alive", Kouple: us(wasm), Baseline: us(loop) + " HTTP/1.1 between two processes",
-			Ratio: ratio(wasm, loop), Target: "≥ 2x faster than loopback HTTP", Status: metIf(wasm*2 <= loop)})
+		faster := 2 // issue 6 (wasm); issue 7 (native)
+		if rt != "wasm" {
+			faster = 100
+		}
+		r.add(Row{Comparison: cmp, Metric: "module-to-module round trip vs loopback HTTP keep-alive", Kouple: us(mod), Baseline: us(loop) + " HTTP/1.1 between two processes",
+			Ratio: ratio(mod, loop), Target: fmt.Sprintf("≥ %dx faster than loopback HTTP", faster), Status: metIf(mod*time.Duration(faster) <= loop)})
 		if grpcErr != nil {
-			r.add(Row{Comparison: cmp, Metric: "module-to-module round trip vs loopback gRPC", Kouple: us(wasm), Baseline: "not measured: " + firstLine(grpcErr.Error())})
+			r.add(Row{Comparison: cmp, Metric: "module-to-module round trip vs loopback gRPC", Kouple: us(mod), Baseline: "not measured: " + firstLine(grpcErr.Error())})
 		} else {
 			d, err := timeCalls(func() error { return grpcEcho(size) }, n)
 			if err != nil {
 				return err
 			}
-			r.add(Row{Comparison: cmp, Metric: "module-to-module round trip vs loopback gRPC", Kouple: us(wasm), Baseline: us(d) + " gRPC between two processes", Ratio: ratio(wasm, d)})
+			r.add(Row{Comparison: cmp, Metric: "module-to-module round trip vs loopback gRPC", Kouple: us(mod), Baseline: us(d) + " gRPC between two processes", Ratio: ratio(mod, d)})
 		}
 		if extismErr != nil {
-			r.add(Row{Comparison: cmp, Metric: "module-to-module round trip vs Extism host → plugin", Kouple: us(wasm), Baseline: "not measured: " + firstLine(extismErr.Error())})
+			r.add(Row{Comparison: cmp, Metric: "module-to-module round trip vs Extism host → plugin", Kouple: us(mod), Baseline: "not measured: " + firstLine(extismErr.Error())})
 		} else {
 			d, err := timeCalls(func() error { return extismCall(size) }, n)
 			if err != nil {
 				return err
 			}
-			r.add(Row{Comparison: cmp, Metric: "module-to-module round trip vs Extism host → plugin", Kouple: us(wasm), Baseline: us(d) + " Extism Go SDK calling its noop.wasm plugin", Ratio: ratio(wasm, d)})
+			r.add(Row{Comparison: cmp, Metric: "module-to-module round trip vs Extism host → plugin", Kouple: us(mod), Baseline: us(d) + " Extism Go SDK calling its noop.wasm plugin", Ratio: ratio(mod, d)})
 		}
 	}
 	return nil
@@ -134,13 +130,30 @@ func timeCalls(call func() error, n int) (time.Duration, error) {
 			return 0, err
 		}
 	}
-	began := time.Now()
-	for range n {
-		if err := call(); err != nil {
+	return batches(n, func(k int) (time.Duration, error) {
+		began := time.Now()
+		for range k {
+			if err := call(); err != nil {
+				return 0, err
+			}
+		}
+		return time.Since(began) / time.Duration(max(k, 1)), nil
+	})
+}
+
+// batches runs n calls as 10 batches (each timed by per, which answers the time per call) and answers the
+// median batch's time per call: on a shared machine one batch that waited for a CPU does not set the row.
+func batches(n int, per func(k int) (time.Duration, error)) (time.Duration, error) {
+	const count = 10
+	var ds []time.Duration
+	for range count {
+		d, err := per(max(n/count, 1))
+		if err != nil {
 			return 0, err
 		}
+		ds = append(ds, d)
 	}
-	return time.Since(began) / time.Duration(max(n, 1)), nil
+	return median(ds), nil
 }
 
 func sizeName(size int) string {

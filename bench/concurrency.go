@@ -16,7 +16,11 @@ func (r *runner) concurrency(ctx context.Context, rt string) error {
 		return err
 	}
 	defer b.stop()
-	if err := b.install(r.helloWasm); err != nil {
+	hello, err := r.hello(ctx, rt)
+	if err != nil {
+		return err
+	}
+	if err := b.install(hello); err != nil {
 		return err
 	}
 	p, nativeURL, err := r.startNative(ctx, r.helloBin, "/")
@@ -24,7 +28,7 @@ func (r *runner) concurrency(ctx context.Context, rt string) error {
 		return err
 	}
 	defer p.stop()
-	k, err := r.waits(b.pid(), b.gateway+r.helloWasm.contextPath)
+	k, err := r.waits(b.pid(), b.gateway+hello.contextPath)
 	if err != nil {
 		return err
 	}

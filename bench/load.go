@@ -19,6 +19,7 @@ type LoadResult struct {
 	RPS      float64 `json:"rps"`
 	P50us    float64 `json:"p50_us"`
 	P99us    float64 `json:"p99_us"`
+	MaxUs    float64 `json:"max_us"`
 }
 
 // Load sends GET url from c goroutines over keep-alive connections for d and measures requests/s and latency.
@@ -63,6 +64,7 @@ func Load(ctx context.Context, url string, c int, d time.Duration) LoadResult {
 		res.RPS = float64(len(all)) / elapsed.Seconds()
 		res.P50us = float64(all[len(all)/2]) / 1e3
 		res.P99us = float64(all[len(all)*99/100]) / 1e3
+		res.MaxUs = float64(all[len(all)-1]) / 1e3
 	}
 	return res
 }

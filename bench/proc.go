@@ -15,6 +15,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kouple/kouple/artifact"
 )
 
 // proc is a child process the bench started; stop kills it and waits for it.
@@ -131,6 +133,30 @@ func readMemory(pid int) (memory, error) {
 	return m, nil
 }
 
+// readCPU is the CPU time (user and system, all threads) a process has used, from /proc/PID/stat, in clock
+// ticks of 10 ms (Linux's USER_HZ).
+func readCPU(pid int) (time.Duration, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, in parentheses, may hold spaces: the fields after it start with the state (field 3).
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	f := strings.Fields(string(data[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
 // baseProc is a `kouple base` child process.
 type baseProc struct {
 	*proc
@@ -138,8 +164,9 @@ type baseProc struct {
 	client         *http.Client
 }
 
-// startBase runs `kouple base` on free loopback ports with a data dir under tmp and the given compile cache.
-func (r *runner) startBase(ctx context.Context, cacheDir string) (*baseProc, error) {
+// startBase runs `kouple base` on free loopback ports with a data dir under tmp, the given compile cache and
+// any further flags.
+func (r *runner) startBase(ctx context.Context, cacheDir string, flags ...string) (*baseProc, error) {
 	httpAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
@@ -152,8 +179,8 @@ func (r *runner) startBase(ctx context.Context, cacheDir string) (*baseProc, err
 	if err != nil {
 		return nil, err
 	}
-	p, err := startProc(ctx, r.cfg.Exe, []string{"base", "--http", httpAddr, "--agent", agentAddr, "--data-dir", dataDir,
-		"--cache-dir", cacheDir, "--log-level", "warn"}, nil)
+	p, err := startProc(ctx, r.cfg.Exe, append([]string{"base", "--http", httpAddr, "--agent", agentAddr, "--data-dir", dataDir,
+		"--cache-dir", cacheDir, "--log-level", "warn"}, flags...), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -176,14 +203,18 @@ func (r *runner) startBase(ctx context.Context, cacheDir string) (*baseProc, err
 	}
 }
 
-func (b *baseProc) command(path string, body any) error {
+// command posts body to the agent's path and decodes the answer's data into out, if out is not nil.
+func (b *baseProc) command(path string, body, out any) error {
 	data, _ := json.Marshal(body)
 	resp, err := b.client.Post(b.agent+path, "application/json", bytes.NewReader(data))
 	if err != nil {
 		return err
 	}
 	defer resp.Body.Close()
-	var env struct{ Code, Message string }
+	var env struct {
+		Code, Message string
+		Data          json.RawMessage
+	}
 	raw, _ := io.ReadAll(resp.Body)
 	if err := json.Unmarshal(raw, &env); err != nil {
 		return fmt.Errorf("%s: %v: %s", path, err, raw)
@@ -191,18 +222,42 @@ func (b *baseProc) command(path string, body any) error {
 	if env.Code != "SUCCESS" {
 		return fmt.Errorf("%s: %s %s", path, env.Code, raw)
 	}
+	if out != nil {
+		if err := json.Unmarshal(env.Data, out); err != nil {
+			return fmt.Errorf("%s: %v: %.200s", path, err, env.Data)
+		}
+	}
 	return nil
 }
 
 func (b *baseProc) install(a *artifactFile) error {
-	return b.command("/installBiz", map[string]any{"bizUrl": "file://" + a.path, "bizName": a.name, "bizVersion": a.version, "activate": true})
+	return b.command("/installBiz", map[string]any{"bizUrl": "file://" + a.path, "bizName": a.name, "bizVersion": a.version, "activate": true}, nil)
 }
 
 func (b *baseProc) uninstall(a *artifactFile) error {
-	return b.command("/uninstallBiz", map[string]any{"bizName": a.name, "bizVersion": a.version})
+	return b.command("/uninstallBiz", map[string]any{"bizName": a.name, "bizVersion": a.version}, nil)
 }
 
 func (b *baseProc) memory() (memory, error) { return readMemory(b.pid()) }
+
+// buildInfo is how the base was built, from its health: what its native modules are built against.
+func (b *baseProc) buildInfo() (*artifact.BuildInfo, error) {
+	var h struct {
+		HealthData struct {
+			Native struct {
+				Available bool                `json:"available"`
+				BuildInfo *artifact.BuildInfo `json:"buildInfo"`
+			} `json:"native"`
+		} `json:"healthData"`
+	}
+	if err := b.command("/health", struct{}{}, &h); err != nil {
+		return nil, err
+	}
+	if n := h.HealthData.Native; !n.Available || n.BuildInfo == nil {
+		return nil, fmt.Errorf("the base cannot load native modules (is %s built with cgo?)", filepath.Base(b.cmd.Path))
+	}
+	return h.HealthData.Native.BuildInfo, nil
+}
 
 // get fetches url and fails unless it answers 200.
 func get(client *http.Client, url string) ([]byte, error) {

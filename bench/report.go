@@ -32,8 +32,8 @@ func (rep *Report) suite() string {
 	if rep.Quick {
 		name = "quick suite (smaller N and counts than the full suite: density N=10 and 50, 1000 churn cycles)"
 	}
-	return fmt.Sprintf("%s: density N=%v, %d calls per payload, %s of load per serving point, %d churn cycles; ran in %s",
-		name, s.Density, s.Calls, s.ServeFor, s.Churn, rep.Elapsed.Round(1e9))
+	return fmt.Sprintf("%s: density N=%v, %d calls per payload, %s of load per serving point, %d churn cycles, %d guard trials; ran in %s",
+		name, s.Density, s.Calls, s.ServeFor, s.Churn, s.GuardTrials, rep.Elapsed.Round(1e9))
 }
 
 // WriteText prints the table for a terminal.

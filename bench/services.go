@@ -19,7 +19,13 @@ import (
 // cluster) — against the same query from the same program as its own native process on its own database; and
 // one kv get, against the native process reading the key from its own SQLite file.
 func (r *runner) services(ctx context.Context, rt string) error {
-	wasm, _, err := r.buildWasm(ctx, "bench/testdata/dbprobe")
+	var mod *artifactFile
+	var err error
+	if rt == "wasm" {
+		mod, _, err = r.buildWasm(ctx, "bench/testdata/dbprobe")
+	} else {
+		mod, _, err = r.buildPlugin(ctx, "bench/testdata/dbprobe", "1.0.0-native")
+	}
 	if err != nil {
 		return err
 	}
@@ -36,7 +42,7 @@ func (r *runner) services(ctx context.Context, rt string) error {
 		return err
 	}
 	defer b.stop()
-	if err := b.install(wasm); err != nil {
+	if err := b.install(mod); err != nil {
 		return err
 	}
 	p, nativeURL, err := r.startNative(ctx, bin, "/sql", "DBPROBE_DB="+filepath.Join(r.tmp, "dbprobe-native.db"))
@@ -46,11 +52,11 @@ func (r *runner) services(ctx context.Context, rt string) error {
 	defer p.stop()
 	cmp := fmt.Sprintf("services (%s)", rt)
 	if err := r.opsRow(client, cmp+", sql on SQLite", "one primary-key query, module through the base's pool vs native Go",
-		b.gateway+wasm.contextPath+"/sql", nativeURL+"/sql", "native process on its own SQLite file", n); err != nil {
+		b.gateway+mod.contextPath+"/sql", nativeURL+"/sql", "native process on its own SQLite file", n); err != nil {
 		return err
 	}
 	if err := r.opsRow(client, cmp+", kv get", "one kv get from the module vs a key read from native Go's own SQLite file",
-		b.gateway+wasm.contextPath+"/kv", nativeURL+"/kv", "native process, SQLite primary-key read", n); err != nil {
+		b.gateway+mod.contextPath+"/kv", nativeURL+"/kv", "native process, SQLite primary-key read", n); err != nil {
 		return err
 	}
 
@@ -79,7 +85,7 @@ func (r *runner) services(ctx context.Context, rt string) error {
 		return err
 	}
 	defer pb.stop()
-	if err := pb.install(wasm); err != nil {
+	if err := pb.install(mod); err != nil {
 		return err
 	}
 	pp, pgNativeURL, err := r.startNative(ctx, bin, "/sql", "DBPROBE_DB="+filepath.Join(r.tmp, "dbprobe-native-pg.db"), "DBPROBE_DSN="+nativeDSN)
@@ -88,7 +94,7 @@ func (r *runner) services(ctx context.Context, rt string) error {
 	}
 	defer pp.stop()
 	return r.opsRow(client, cmp+", sql on PostgreSQL", "one primary-key query, module through the base's pool vs native Go (pgx)",
-		pb.gateway+wasm.contextPath+"/sql", pgNativeURL+"/sql", "native process, its own pgx pool", n)
+		pb.gateway+mod.contextPath+"/sql", pgNativeURL+"/sql", "native process, its own pgx pool", n)
 }
 
 // opsRow has the module and the native process each time n operations (after a warm-up) and adds the row.

@@ -105,6 +105,10 @@ at restart; --modules DIR and the config file's modules are installed at start (
 	f.DurationVar(&cfg.OutboundTimeout, "outbound-timeout", 30*time.Second, "longest outbound HTTP exchange of a module through the base")
 	f.StringVar(&configFile, "config", "", "YAML file with these settings and `modules:` artifact URLs to install at start")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	// A benchmarking aid (docs/benchmarks.md), hidden: a base without the guard is one runaway module away from
+	// a stall of every module.
+	f.BoolVar(&cfg.NoGuard, "no-guard", false, "load wasm modules without the fuel guard (benchmarking only)")
+	f.MarkHidden("no-guard")
 	return cmd
 }
 

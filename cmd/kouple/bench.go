@@ -20,7 +20,7 @@ func benchCmd() *cobra.Command {
 	var out string
 	cmd := &cobra.Command{
 		Use:   "bench",
-		Short: "Compare Kouple with real baselines: deploy, density, calls, serving, concurrency, churn",
+		Short: "Compare Kouple with real baselines: deploy, density, calls, serving, concurrency, churn, guard",
 		Long: `Run each comparison against a baseline run in the same invocation — the same example service built natively
 and run as its own process, loopback HTTP and gRPC between two processes, an Extism host calling a plugin — print
 the table and write table.md and chart.png to --out. The base and the load generator run as child processes of
@@ -51,12 +51,13 @@ this binary. Modules are built from the Kouple repository: --repo, else the curr
 	cmd.Flags().BoolVar(&cfg.Quick, "quick", false, "the quick suite: smaller N and counts (under 3 minutes on 2 cores)")
 	cmd.Flags().StringVar(&out, "out", "", "directory for table.md and chart.png")
 	cmd.Flags().StringVar(&cfg.Repo, "repo", ".", "the Kouple repository (its examples are built)")
-	cacheDir := filepath.Join(os.TempDir(), "kouple-bench-cache")
+	cacheDir, pluginCache := filepath.Join(os.TempDir(), "kouple-bench-cache"), filepath.Join(os.TempDir(), "kouple-bench-plugins")
 	if d, err := os.UserCacheDir(); err == nil {
-		cacheDir = filepath.Join(d, "kouple", "bench-wasm")
+		cacheDir, pluginCache = filepath.Join(d, "kouple", "bench-wasm"), filepath.Join(d, "kouple", "bench-plugins")
 	}
 	cmd.Flags().StringVar(&cfg.CacheDir, "cache-dir", cacheDir, "compile cache kept across runs (the uncached install uses a fresh one); empty: a new one per run")
-	cmd.Flags().StringSliceVar(&cfg.Only, "only", nil, "run only these comparisons (deploy, density, calls, serving, concurrency, churn, services, fleet)")
+	cmd.Flags().StringVar(&cfg.PluginCache, "plugin-cache", pluginCache, "native modules built for this kouple binary, kept across runs; empty: built anew each run")
+	cmd.Flags().StringSliceVar(&cfg.Only, "only", nil, "run only these comparisons (deploy, density, calls, serving, concurrency, churn, services, guard, fleet)")
 	return cmd
 }
 

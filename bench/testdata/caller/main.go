@@ -7,7 +7,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +15,9 @@ import (
 )
 
 func init() {
+	// Read while the module loads: in a native module sdk.Getenv knows whose configuration to answer during
+	// init, and os.Getenv would read the base's environment.
+	peer := sdk.Getenv("PEER")
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /calls", func(w http.ResponseWriter, r *http.Request) {
 		n, _ := strconv.Atoi(r.URL.Query().Get("n"))
@@ -24,7 +26,7 @@ func init() {
 		began := time.Now()
 		for range n {
 			var out string
-			if err := sdk.Call(r.Context(), os.Getenv("PEER"), "echo", payload, &out); err != nil {
+			if err := sdk.Call(r.Context(), peer, "echo", payload, &out); err != nil {
 				http.Error(w, err.Error(), http.StatusBadGateway)
 				return
 			}
