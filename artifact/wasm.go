@@ -146,6 +146,30 @@ func EmbedManifest(wasm []byte, m *manifest.Manifest) ([]byte, error) {
 	return appendSection(out, 0, payload), nil
 }
 
+// WasmCode is what of a wasm artifact runs: the module without Kouple's own custom sections (manifest and
+// signatures). Two artifacts of the same build that differ only in their manifest have the same code, and share
+// its compiled form.
+func WasmCode(wasm []byte) ([]byte, error) {
+	if !bytes.HasPrefix(wasm, wasmMagic) {
+		return nil, errors.New("not a WebAssembly module")
+	}
+	out := make([]byte, 0, len(wasm))
+	out = append(out, wasmMagic...)
+	err := walkSections(wasm, func(id byte, body []byte, off int) error {
+		if id == 0 {
+			if name, _, err := readName(body); err == nil && (name == ManifestSection || name == SignatureSection) {
+				return nil
+			}
+		}
+		out = appendSection(out, id, body)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("malformed WebAssembly module: %w", err)
+	}
+	return out, nil
+}
+
 func appendSection(out []byte, id byte, body []byte) []byte {
 	out = append(out, id)
 	out = binary.AppendUvarint(out, uint64(len(body)))

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"slices"
 	"sync"
 	"time"
@@ -139,6 +140,7 @@ type Base struct {
 	gatewayLn, agentLn   net.Listener
 	serveErr             chan error
 	recycle              chan struct{} // closed when the base should be recycled (recycleOnce)
+	release              chan struct{} // an install or uninstall left garbage to return to the OS (releaseMemory)
 	recycleOnce          sync.Once
 	stop                 chan struct{} // closed at shutdown: ends the garbage collector
 	ownCache             bool          // the compile cache is this base's alone, so it may collect it
@@ -201,6 +203,7 @@ func New(cfg Config) (*Base, error) {
 		id:       id,
 		serveErr: make(chan error, 2),
 		recycle:  make(chan struct{}),
+		release:  make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 		ownCache: ownCache,
 		logs:     logs,
@@ -336,6 +339,7 @@ func (b *Base) Start(ctx context.Context) error {
 		})
 	}
 	b.wg.Go(b.collectGarbage)
+	b.wg.Go(b.releaseMemory)
 	if b.cfg.ControllerURL != "" {
 		b.wg.Go(b.heartbeat)
 	}
@@ -432,6 +436,39 @@ func (b *Base) Shutdown(ctx context.Context) error {
 		b.logger.Info("base stopped")
 	})
 	return errors.Join(errs...)
+}
+
+// afterChange asks releaseMemory to run, without waiting for it.
+func (b *Base) afterChange() {
+	select {
+	case b.release <- struct{}{}:
+	default:
+	}
+}
+
+// releaseMemory returns to the OS, once installs and uninstalls have paused for a quarter second, the memory
+// they left behind: an install holds the artifact several times over (fetched, stored, instrumented) and
+// compiles, tens of MB that Go's scavenger would otherwise give back only over minutes, so that the base's RSS —
+// what status, health and an operator see — is what its modules use.
+func (b *Base) releaseMemory() {
+	const settle = 250 * time.Millisecond
+	for {
+		select {
+		case <-b.stop:
+			return
+		case <-b.release:
+		}
+		for quiet := false; !quiet; {
+			select {
+			case <-b.stop:
+				return
+			case <-b.release: // another change: wait again
+			case <-time.After(settle):
+				quiet = true
+			}
+		}
+		debug.FreeOSMemory()
+	}
 }
 
 // collectGarbage removes, every quarter of the grace period, the artifacts and compiled code that no version

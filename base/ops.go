@@ -68,6 +68,7 @@ func (b *Base) Install(ctx context.Context, req agent.InstallRequest) (*module.V
 	}
 	defer b.syncServices()
 	defer b.checkRecycle()
+	defer b.afterChange()
 	return b.registry.Install(ctx, module.InstallRequest{
 		Artifact:      data,
 		Source:        req.BizURL,
@@ -91,6 +92,7 @@ func memoryMB(l *agent.InstallLimits) int {
 func (b *Base) Uninstall(ctx context.Context, name, version string) error {
 	defer b.syncServices()
 	defer b.checkRecycle()
+	defer b.afterChange()
 	return b.registry.Uninstall(ctx, name, version)
 }
 

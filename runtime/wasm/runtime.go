@@ -12,7 +12,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -30,8 +32,10 @@ const abiVersion = manifest.ABIVersion
 
 // Config configures the wasm runtime.
 type Config struct {
-	// CacheDir holds compiled code across restarts, in a directory per artifact named by its sha256 (so the
-	// code of an uninstalled artifact can be removed with it: see RemoveCache). Empty means no disk cache.
+	// CacheDir holds compiled code across restarts, in a directory per module code named by the sha256 of the
+	// artifact without Kouple's custom sections (artifact.WasmCode), so that versions and copies of one build
+	// that differ only in their manifest compile once. Each directory lists the artifacts that use it under
+	// users/, so that the code of uninstalled artifacts can be removed (RemoveCache). Empty means no disk cache.
 	CacheDir string
 	// CPUBudget is how long an instance may compute without waiting before it is stopped, when its manifest
 	// says nothing; default 5 s.
@@ -86,12 +90,18 @@ func New(cfg Config) (*Runtime, error) {
 // Close releases the runtime. Modules loaded from it must be closed first.
 func (r *Runtime) Close(ctx context.Context) error { return nil }
 
-// cache opens the compilation cache of one artifact.
-func (r *Runtime) cache(digest string) (wazero.CompilationCache, error) {
+// cache opens the compilation cache of one module code, and records that the artifact uses it.
+func (r *Runtime) cache(code, artifactDigest string) (wazero.CompilationCache, error) {
 	if r.cacheDir == "" {
 		return wazero.NewCompilationCache(), nil
 	}
-	dir := filepath.Join(r.cacheDir, digest)
+	dir := filepath.Join(r.cacheDir, code)
+	if err := os.MkdirAll(filepath.Join(dir, "users"), 0o755); err != nil {
+		return nil, fmt.Errorf("wasm compile cache %s: %w", dir, err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "users", artifactDigest), nil, 0o644); err != nil {
+		return nil, fmt.Errorf("wasm compile cache %s: %w", dir, err)
+	}
 	c, err := wazero.NewCompilationCacheWithDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("wasm compile cache %s: %w", dir, err)
@@ -116,18 +126,21 @@ func (r *Runtime) instrumented(digest string, wasm []byte) ([]byte, error) {
 		return nil, fmt.Errorf("not valid WebAssembly code (found while adding the CPU guard): %w", err)
 	}
 	if path != "" {
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil {
-			tmp := path + ".tmp"
-			if os.WriteFile(tmp, b, 0o644) == nil {
-				os.Rename(tmp, path)
+		// Best effort, and safe beside another install of the same code: a file of its own, renamed.
+		if tmp, err := os.CreateTemp(filepath.Dir(path), ".guarded-"); err == nil {
+			_, werr := tmp.Write(b)
+			if cerr := tmp.Close(); werr == nil && cerr == nil {
+				os.Rename(tmp.Name(), path)
 			}
+			os.Remove(tmp.Name())
 		}
 	}
 	return b, nil
 }
 
-// RemoveCache removes the compiled code of the artifacts whose digests keep does not list.
-func (r *Runtime) RemoveCache(keep func(digest string) bool) ([]string, error) {
+// RemoveCache removes the compiled code that no artifact keep lists uses any more, and returns the code digests
+// removed. (A directory without users/ is of the older layout, named by its artifact's digest.)
+func (r *Runtime) RemoveCache(keep func(artifactDigest string) bool) ([]string, error) {
 	if r.cacheDir == "" {
 		return nil, nil
 	}
@@ -137,8 +150,27 @@ func (r *Runtime) RemoveCache(keep func(digest string) bool) ([]string, error) {
 	}
 	var removed []string
 	for _, e := range entries {
-		if e.IsDir() && len(e.Name()) == 64 && !keep(e.Name()) {
-			if err := os.RemoveAll(filepath.Join(r.cacheDir, e.Name())); err != nil {
+		if !e.IsDir() || len(e.Name()) != 64 {
+			continue
+		}
+		dir := filepath.Join(r.cacheDir, e.Name())
+		used := false
+		users, err := os.ReadDir(filepath.Join(dir, "users"))
+		switch {
+		case errors.Is(err, fs.ErrNotExist):
+			used = keep(e.Name())
+		case err != nil:
+			return removed, err
+		}
+		for _, u := range users {
+			if keep(u.Name()) {
+				used = true
+			} else if err := os.Remove(filepath.Join(dir, "users", u.Name())); err != nil {
+				return removed, err
+			}
+		}
+		if !used {
+			if err := os.RemoveAll(dir); err != nil {
 				return removed, err
 			}
 			removed = append(removed, e.Name())
@@ -171,12 +203,17 @@ func (r *Runtime) Load(ctx context.Context, spec runtime.Spec) (runtime.Module, 
 func (r *Runtime) newModule(ctx context.Context, m *manifest.Manifest, spec runtime.Spec) (*Module, error) {
 	pages := uint32(m.Limits.MemoryMB) * 16 // 64 KiB pages
 	sum := sha256.Sum256(spec.Artifact)
-	digest := hex.EncodeToString(sum[:])
-	cache, err := r.cache(digest)
+	plain, err := artifact.WasmCode(spec.Artifact)
+	if err != nil {
+		return nil, fmt.Errorf("module %s: %w", m.ID(), err)
+	}
+	codeSum := sha256.Sum256(plain)
+	digest := hex.EncodeToString(codeSum[:])
+	cache, err := r.cache(digest, hex.EncodeToString(sum[:]))
 	if err != nil {
 		return nil, err
 	}
-	code, err := r.instrumented(digest, spec.Artifact)
+	code, err := r.instrumented(digest, plain)
 	if err != nil {
 		_ = cache.Close(ctx)
 		return nil, fmt.Errorf("module %s: %w", m.ID(), err)
