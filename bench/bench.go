@@ -55,7 +55,7 @@ type Sizes struct {
 
 // QuickSizes and FullSizes are the suites of `kouple bench --quick` and `kouple bench`.
 var (
-	QuickSizes = Sizes{DeployTrials: 5, UncachedTrials: 1, Density: []int{5, 10}, Calls: 1000, ServeFor: 2 * time.Second, Waits: 100, WaitMS: 50, Churn: 100, GuardTrials: 5, FleetBases: 4, FleetPods: 40}
+	QuickSizes = Sizes{DeployTrials: 5, UncachedTrials: 1, Density: []int{5, 10}, Calls: 1000, ServeFor: 2 * time.Second, Waits: 100, WaitMS: 50, Churn: 40, GuardTrials: 5, FleetBases: 4, FleetPods: 40}
 	FullSizes  = Sizes{DeployTrials: 10, UncachedTrials: 3, Density: []int{10, 50}, Calls: 20000, ServeFor: 5 * time.Second, Waits: 100, WaitMS: 50, Churn: 1000, GuardTrials: 10, FleetBases: 20, FleetPods: 500}
 )
 

@@ -36,6 +36,7 @@ type Registry struct {
 	modules  map[string]*Module
 	services map[string]runtime.Host
 	routes   atomic.Pointer[[]route] // longest context path first
+	routesMu sync.Mutex              // serializes rebuildRoutes
 }
 
 // Module is every installed version of one module name.
@@ -292,7 +293,12 @@ func (r *Registry) dropIfEmpty(mod *Module) {
 	r.rebuildRoutes()
 }
 
+// rebuildRoutes makes the routing table anew from the modules. Rebuilds are serialized (routesMu): two
+// concurrent ones could otherwise store their snapshots out of order, and a module installed between them would
+// lose its route.
 func (r *Registry) rebuildRoutes() {
+	r.routesMu.Lock()
+	defer r.routesMu.Unlock()
 	r.mu.RLock()
 	var routes []route
 	for _, mod := range r.modules {
