@@ -446,12 +446,12 @@ func (b *Base) afterChange() {
 	}
 }
 
-// releaseMemory returns to the OS, once installs and uninstalls have paused for a quarter second, the memory
+// releaseMemory returns to the OS, once installs and uninstalls have paused for two seconds, the memory
 // they left behind: an install holds the artifact several times over (fetched, stored, instrumented) and
 // compiles, tens of MB that Go's scavenger would otherwise give back only over minutes, so that the base's RSS —
 // what status, health and an operator see — is what its modules use.
 func (b *Base) releaseMemory() {
-	const settle = 250 * time.Millisecond
+	const settle = 2 * time.Second // not between the installs of a deploy or a batch: re-faulting costs them
 	for {
 		select {
 		case <-b.stop:

@@ -42,7 +42,7 @@ func (r *runner) churn(ctx context.Context, rt string) error {
 	if err := cycle(0); err != nil {
 		return err
 	}
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(settle)
 	before, err := b.memory()
 	if err != nil {
 		return err
@@ -61,7 +61,7 @@ func (r *runner) churn(ctx context.Context, rt string) error {
 		}
 	}
 	took := time.Since(began)
-	time.Sleep(500 * time.Millisecond)
+	time.Sleep(settle)
 	after, err := b.memory()
 	if err != nil {
 		return err

@@ -48,7 +48,7 @@ func (r *runner) density(ctx context.Context, rt string) error {
 			b.stop()
 			return err
 		}
-		time.Sleep(time.Second)
+		time.Sleep(settle)
 		full, err := b.memory()
 		b.stop()
 		if err != nil {

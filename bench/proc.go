@@ -240,6 +240,10 @@ func (b *baseProc) uninstall(a *artifactFile) error {
 
 func (b *baseProc) memory() (memory, error) { return readMemory(b.pid()) }
 
+// settle is how long a memory sample waits after installs and uninstalls: a base returns their garbage to the
+// OS once changes pause for 2 s (base.releaseMemory), and its RSS then shows what its modules hold.
+const settle = 3 * time.Second
+
 // buildInfo is how the base was built, from its health: what its native modules are built against.
 func (b *baseProc) buildInfo() (*artifact.BuildInfo, error) {
 	var h struct {
