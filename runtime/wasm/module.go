@@ -30,22 +30,22 @@ const (
 
 // Module is a loaded wasm module version: its own wazero runtime, its compiled code, and its instances.
 type Module struct {
-	manifest    *manifest.Manifest
-	wrt         wazero.Runtime
-	cache       wazero.CompilationCache // this artifact's; closed with the module
-	compiled    wazero.CompiledModule
-	env         map[string]string
-	host        runtime.Host
-	logger      *slog.Logger
-	budget      time.Duration                // CPU an instance may use without waiting
-	quantum     uint64                       // fuel between yields
-	event       func(reason, message string) // tells the registry what happened, or nil
-	callContext bool                         // the guest's call frames carry a trace context (trace.go)
-	slots       chan struct{}                // one token per request or call that may run at once
-	queued      atomic.Int64                 // requests waiting for a slot
-	maxQueue    int64
-	refused     atomic.Uint64
-	cpuDead     atomic.Int64 // CPU time of instances that have ended
+	manifest     *manifest.Manifest
+	wrt          wazero.Runtime
+	releaseCache func() // gives back the compilation cache of the module's code (shared), after wrt is closed
+	compiled     wazero.CompiledModule
+	env          map[string]string
+	host         runtime.Host
+	logger       *slog.Logger
+	budget       time.Duration                // CPU an instance may use without waiting
+	quantum      uint64                       // fuel between yields
+	event        func(reason, message string) // tells the registry what happened, or nil
+	callContext  bool                         // the guest's call frames carry a trace context (trace.go)
+	slots        chan struct{}                // one token per request or call that may run at once
+	queued       atomic.Int64                 // requests waiting for a slot
+	maxQueue     int64
+	refused      atomic.Uint64
+	cpuDead      atomic.Int64 // CPU time of instances that have ended
 
 	ctx    context.Context // ends when the module closes
 	cancel context.CancelFunc
@@ -427,8 +427,8 @@ func (m *Module) Close(ctx context.Context) error {
 	if cerr := m.wrt.Close(context.Background()); cerr != nil && err == nil {
 		err = cerr
 	}
-	if m.cache != nil {
-		m.cache.Close(context.Background())
+	if m.releaseCache != nil {
+		m.releaseCache()
 	}
 	return err
 }

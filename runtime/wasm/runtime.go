@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"github.com/tetratelabs/wazero"
@@ -63,13 +64,24 @@ type Runtime struct {
 	cpuBudget time.Duration
 	quantum   int64
 	logger    *slog.Logger
+
+	mu     sync.Mutex
+	caches map[string]*sharedCache // by code digest: the modules of one code share their compiled code
+}
+
+// sharedCache is the compilation cache of one module code, shared by the modules that run it: each has its own
+// wazero runtime (its own memory limit), and through this one cache the same compiled machine code in memory.
+type sharedCache struct {
+	cache wazero.CompilationCache
+	users int
 }
 
 var _ runtime.Runtime = (*Runtime)(nil)
 
 // New makes a wasm runtime. Close it to release the compilation cache.
 func New(cfg Config) (*Runtime, error) {
-	r := &Runtime{noGuard: cfg.NoGuard, cacheDir: cfg.CacheDir, logger: cfg.Logger, cpuBudget: cfg.CPUBudget, quantum: cfg.Quantum}
+	r := &Runtime{noGuard: cfg.NoGuard, cacheDir: cfg.CacheDir, logger: cfg.Logger, cpuBudget: cfg.CPUBudget, quantum: cfg.Quantum,
+		caches: map[string]*sharedCache{}}
 	if r.cpuBudget <= 0 {
 		r.cpuBudget = DefaultCPUBudget
 	}
@@ -90,23 +102,42 @@ func New(cfg Config) (*Runtime, error) {
 // Close releases the runtime. Modules loaded from it must be closed first.
 func (r *Runtime) Close(ctx context.Context) error { return nil }
 
-// cache opens the compilation cache of one module code, and records that the artifact uses it.
-func (r *Runtime) cache(code, artifactDigest string) (wazero.CompilationCache, error) {
-	if r.cacheDir == "" {
-		return wazero.NewCompilationCache(), nil
+// cache returns the compilation cache of one module code, shared with the other modules running it, and
+// records on disk that the artifact uses it. release gives it back; the last release closes it.
+func (r *Runtime) cache(code, artifactDigest string) (c wazero.CompilationCache, release func(), err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	sc := r.caches[code]
+	if sc == nil {
+		sc = &sharedCache{}
+		if r.cacheDir == "" {
+			sc.cache = wazero.NewCompilationCache()
+		} else if sc.cache, err = wazero.NewCompilationCacheWithDir(filepath.Join(r.cacheDir, code)); err != nil {
+			return nil, nil, fmt.Errorf("wasm compile cache %s: %w", filepath.Join(r.cacheDir, code), err)
+		}
+		r.caches[code] = sc
 	}
-	dir := filepath.Join(r.cacheDir, code)
-	if err := os.MkdirAll(filepath.Join(dir, "users"), 0o755); err != nil {
-		return nil, fmt.Errorf("wasm compile cache %s: %w", dir, err)
+	if r.cacheDir != "" {
+		users := filepath.Join(r.cacheDir, code, "users")
+		if err := os.MkdirAll(users, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("wasm compile cache %s: %w", users, err)
+		}
+		if err := os.WriteFile(filepath.Join(users, artifactDigest), nil, 0o644); err != nil {
+			return nil, nil, fmt.Errorf("wasm compile cache %s: %w", users, err)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(dir, "users", artifactDigest), nil, 0o644); err != nil {
-		return nil, fmt.Errorf("wasm compile cache %s: %w", dir, err)
-	}
-	c, err := wazero.NewCompilationCacheWithDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("wasm compile cache %s: %w", dir, err)
-	}
-	return c, nil
+	sc.users++
+	var once sync.Once
+	return sc.cache, func() {
+		once.Do(func() {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			if sc.users--; sc.users == 0 {
+				delete(r.caches, code)
+				_ = sc.cache.Close(context.Background())
+			}
+		})
+	}, nil
 }
 
 // instrumented returns the artifact with the fuel guard added, from the cache when it was instrumented before.
@@ -209,13 +240,13 @@ func (r *Runtime) newModule(ctx context.Context, m *manifest.Manifest, spec runt
 	}
 	codeSum := sha256.Sum256(plain)
 	digest := hex.EncodeToString(codeSum[:])
-	cache, err := r.cache(digest, hex.EncodeToString(sum[:]))
+	cache, release, err := r.cache(digest, hex.EncodeToString(sum[:]))
 	if err != nil {
 		return nil, err
 	}
 	code, err := r.instrumented(digest, plain)
 	if err != nil {
-		_ = cache.Close(ctx)
+		release()
 		return nil, fmt.Errorf("module %s: %w", m.ID(), err)
 	}
 	cfg := wazero.NewRuntimeConfigCompiler().
@@ -225,7 +256,7 @@ func (r *Runtime) newModule(ctx context.Context, m *manifest.Manifest, spec runt
 	wrt := wazero.NewRuntimeWithConfig(ctx, cfg)
 	fail := func(err error) (*Module, error) {
 		_ = wrt.Close(ctx)
-		_ = cache.Close(ctx)
+		release()
 		return nil, err
 	}
 	if err := instantiateWASI(ctx, wrt); err != nil {
@@ -261,7 +292,7 @@ func (r *Runtime) newModule(ctx context.Context, m *manifest.Manifest, spec runt
 	}
 	env["KOUPLE_MODULE_NAME"], env["KOUPLE_MODULE_VERSION"] = m.Name, m.Version
 	mod := newModule(m, wrt, compiled, env, host, logger)
-	mod.cache = cache
+	mod.releaseCache = release
 	mod.budget = cmp.Or(m.Limits.Budget(), r.cpuBudget)
 	mod.quantum = uint64(r.quantum)
 	mod.event = spec.Event
