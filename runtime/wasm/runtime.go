@@ -105,6 +105,15 @@ func (r *Runtime) Close(ctx context.Context) error { return nil }
 // cache returns the compilation cache of one module code, shared with the other modules running it, and
 // records on disk that the artifact uses it. release gives it back; the last release closes it.
 func (r *Runtime) cache(code, artifactDigest string) (c wazero.CompilationCache, release func(), err error) {
+	if r.cacheDir != "" {
+		users := filepath.Join(r.cacheDir, code, "users")
+		if err := os.MkdirAll(users, 0o755); err != nil {
+			return nil, nil, fmt.Errorf("wasm compile cache %s: %w", users, err)
+		}
+		if err := os.WriteFile(filepath.Join(users, artifactDigest), nil, 0o644); err != nil {
+			return nil, nil, fmt.Errorf("wasm compile cache %s: %w", users, err)
+		}
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	sc := r.caches[code]
@@ -116,15 +125,6 @@ func (r *Runtime) cache(code, artifactDigest string) (c wazero.CompilationCache,
 			return nil, nil, fmt.Errorf("wasm compile cache %s: %w", filepath.Join(r.cacheDir, code), err)
 		}
 		r.caches[code] = sc
-	}
-	if r.cacheDir != "" {
-		users := filepath.Join(r.cacheDir, code, "users")
-		if err := os.MkdirAll(users, 0o755); err != nil {
-			return nil, nil, fmt.Errorf("wasm compile cache %s: %w", users, err)
-		}
-		if err := os.WriteFile(filepath.Join(users, artifactDigest), nil, 0o644); err != nil {
-			return nil, nil, fmt.Errorf("wasm compile cache %s: %w", users, err)
-		}
 	}
 	sc.users++
 	var once sync.Once
