@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+
+	"github.com/kouple/kouple/sdk/httpwire"
 )
 
 // MaxOutboundBody bounds an outbound request's body and its response's body: each travels whole through the
@@ -18,26 +20,12 @@ const MaxOutboundBody = 8 << 20
 // outside a base it is http.DefaultTransport.
 type Transport struct{}
 
-type outboundRequest struct {
-	Method string      `json:"method"`
-	URL    string      `json:"url"`
-	Host   string      `json:"host,omitempty"`
-	Header http.Header `json:"header,omitempty"`
-	Body   []byte      `json:"body,omitempty"`
-}
-
-type outboundResponse struct {
-	Status int         `json:"status"`
-	Header http.Header `json:"header,omitempty"`
-	Body   []byte      `json:"body,omitempty"`
-}
-
 // RoundTrip implements http.RoundTripper.
 func (Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 	if !inBase() {
 		return http.DefaultTransport.RoundTrip(r)
 	}
-	in := outboundRequest{Method: r.Method, URL: r.URL.String(), Header: r.Header}
+	in := httpwire.Request{Method: r.Method, URL: r.URL.String(), Header: r.Header}
 	if r.Host != "" && r.Host != r.URL.Host {
 		in.Host = r.Host
 	}
@@ -52,9 +40,12 @@ func (Transport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		in.Body = body
 	}
-	var out outboundResponse
+	var out *httpwire.Response // a native module gets the base's answer itself
 	if err := Call(r.Context(), "http", "do", in, &out); err != nil {
 		return nil, err
+	}
+	if out == nil {
+		return nil, fmt.Errorf("outbound %s %s: the base answered nothing", r.Method, r.URL.Redacted())
 	}
 	if out.Header == nil {
 		out.Header = http.Header{}

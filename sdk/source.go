@@ -7,5 +7,5 @@ import "embed"
 // not carry it: the linker drops it. The copy must be the whole package, this file included: a native module
 // (a Go plugin) loads only if its SDK is the very package the base was built with.
 //
-//go:embed go.mod *.go kv kvwire sqldriver sqlwire events timers
+//go:embed go.mod *.go kv kvwire httpwire sqldriver sqlwire events timers
 var Source embed.FS

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kouple/kouple/manifest"
+	"github.com/kouple/kouple/sdk/httpwire"
 )
 
 // MaxHTTPBody bounds the body of an outbound request and of its response, each way: both travel whole in one
@@ -42,22 +43,6 @@ func NewOutbound(policy *Policy, timeout time.Duration) *Outbound {
 
 // Close closes the idle pooled connections.
 func (o *Outbound) Close() { o.client.CloseIdleConnections() }
-
-// HTTPRequest is an outbound request as the SDK sends it.
-type HTTPRequest struct {
-	Method string      `json:"method"`
-	URL    string      `json:"url"`
-	Host   string      `json:"host,omitempty"`
-	Header http.Header `json:"header,omitempty"`
-	Body   []byte      `json:"body,omitempty"`
-}
-
-// HTTPResponse is its answer.
-type HTTPResponse struct {
-	Status int         `json:"status"`
-	Header http.Header `json:"header,omitempty"`
-	Body   []byte      `json:"body,omitempty"`
-}
 
 // allowed reports whether caller may reach host (host or host:port of u), naming the grant it needs if not.
 func (o *Outbound) allowed(caller *manifest.Manifest, u *url.URL) error {
@@ -100,7 +85,7 @@ func hostMatches(pattern, host, port string) bool {
 }
 
 // Do sends one request for caller.
-func (o *Outbound) Do(ctx context.Context, caller *manifest.Manifest, in HTTPRequest) (*HTTPResponse, error) {
+func (o *Outbound) Do(ctx context.Context, caller *manifest.Manifest, in httpwire.Request) (*httpwire.Response, error) {
 	u, err := url.Parse(in.URL)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, fmt.Errorf("outbound URL %q is not an absolute http or https URL", in.URL)
@@ -136,18 +121,15 @@ func (o *Outbound) Do(ctx context.Context, caller *manifest.Manifest, in HTTPReq
 	if len(body) > MaxHTTPBody {
 		return nil, fmt.Errorf("outbound %s %s: the response body is larger than %d MiB, the most an outbound response may carry", in.Method, u.Redacted(), MaxHTTPBody>>20)
 	}
-	return &HTTPResponse{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
+	return &httpwire.Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }
 
-// Host is the http service: do {method, url, header, body} -> {status, header, body}.
-func (o *Outbound) Host() host {
-	return host{
-		"do": func(ctx context.Context, caller *manifest.Manifest, p []byte) (any, error) {
-			var in HTTPRequest
-			if err := decode(p, &in); err != nil {
-				return nil, err
-			}
-			return o.Do(ctx, caller, in)
-		},
-	}
+// Host is the http service: do {method, url, header, body} -> {status, header, body} (the sdk/httpwire types,
+// passed as they are from a native module).
+func (o *Outbound) Host() valueHost {
+	h := newValueHost()
+	h.add("do", typed(func(ctx context.Context, caller *manifest.Manifest, in httpwire.Request) (any, error) {
+		return o.Do(ctx, caller, in)
+	}))
+	return h
 }
